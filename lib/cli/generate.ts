@@ -1,0 +1,235 @@
+// `geb-cpu generate`: stream a continuation of one prompt to stdout. Also contains the option
+// parsing, model loading with progress, and error printing that `geb-cpu chat` shares.
+
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { InvalidArgumentError } from "../errors.js";
+import { loadModel, type GenerateOptions, type GenerateResult, type LoadProgress, type Model } from "../model.js";
+import { printError, type CliCommand } from "./base.js";
+
+/** Demo model shipped in the package, used when no --model is given. */
+export const DEMO_MODEL_PATH = fileURLToPath(new URL("../../models/geb-tiny", import.meta.url));
+
+/** Options shared by `generate` and `chat`, in node:util parseArgs form. */
+export const MODEL_AND_SAMPLING_OPTIONS = {
+  model: { type: "string", short: "m" },
+  threads: { type: "string", short: "t" },
+  tier: { type: "string" },
+  "context-size": { type: "string" },
+  "weight-type": { type: "string" },
+  temperature: { type: "string" },
+  "top-k": { type: "string" },
+  "top-p": { type: "string" },
+  "min-p": { type: "string" },
+  "repeat-penalty": { type: "string" },
+  "repeat-last-n": { type: "string" },
+  seed: { type: "string" },
+  "max-tokens": { type: "string", short: "n" },
+  stop: { type: "string", multiple: true },
+  "ignore-eos": { type: "boolean" },
+  verbose: { type: "boolean", short: "v" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies ParseArgsConfig["options"];
+
+/** Help lines for the shared options. */
+export const SHARED_OPTIONS_HELP = `  -m, --model PATH        GEB directory or GGUF file (default: the bundled demo model models/geb-tiny)
+  -t, --threads N         worker threads (default: physical cores)
+      --tier NAME         kernel tier: scalar, avx2, avx512, avx512vnni (default: GEB_CPU_ISA, else best)
+      --context-size N    context length in tokens (default: the model's)
+      --weight-type TYPE  quantize weights at load: q8_0 or q4_0 (cached for later runs)
+      --temperature T     sampling temperature, 0 = greedy (default: GEB 0.3, llama 0.8)
+      --top-k K           keep the K most likely tokens, 0 = off (default: GEB 5, llama 40)
+      --top-p P           nucleus sampling mass in (0, 1] (default: GEB 0.5, llama 0.95)
+      --min-p P           drop tokens below P x the top probability (default: GEB 0, llama 0.05)
+      --repeat-penalty R  repetition penalty, 1 = off (default: GEB 1.15, llama 1)
+      --repeat-last-n N   penalty window in tokens (default: the whole context)
+      --seed N            random seed for reproducible sampling
+  -n, --max-tokens N      maximum tokens to generate (default 256)
+      --stop TEXT         stop when TEXT appears; repeat for several
+      --ignore-eos        keep generating past end-of-text tokens
+  -v, --verbose           print load and speed statistics on stderr
+  -h, --help              show this help`;
+
+type SharedValues = { [K in keyof typeof MODEL_AND_SAMPLING_OPTIONS]?: (typeof MODEL_AND_SAMPLING_OPTIONS)[K] extends { multiple: true } ? string[] : (typeof MODEL_AND_SAMPLING_OPTIONS)[K] extends { type: "boolean" } ? boolean : string };
+
+/** A command-line usage error: the command prints it and exits with code 2. */
+export class UsageError extends InvalidArgumentError {}
+
+function parseNumberFlag(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (text.trim() === "" || !Number.isFinite(value)) {
+    throw new UsageError(`--${flag} expects a number, received ${JSON.stringify(text)}.`, { received: text });
+  }
+  return value;
+}
+
+/** Turn the shared flags into generation options (validated later by the Model API). */
+export function generateOptionsFromFlags(values: SharedValues): GenerateOptions {
+  const options: GenerateOptions = {};
+  const numeric: Array<[keyof SharedValues, keyof GenerateOptions]> = [
+    ["temperature", "temperature"],
+    ["top-k", "topK"],
+    ["top-p", "topP"],
+    ["min-p", "minP"],
+    ["repeat-penalty", "repetitionPenalty"],
+    ["repeat-last-n", "repeatLastN"],
+    ["seed", "seed"],
+    ["max-tokens", "maxTokens"],
+  ];
+  for (const [flag, key] of numeric) {
+    const value = parseNumberFlag(flag, values[flag] as string | undefined);
+    if (value !== undefined) (options as Record<string, unknown>)[key] = value;
+  }
+  if (values.stop !== undefined) options.stop = values.stop;
+  if (values["ignore-eos"]) options.ignoreEos = true;
+  return options;
+}
+
+/**
+ * Load the model named by --model (or the demo model). Loading that takes longer than a second
+ * shows its phase on stderr.
+ */
+export async function loadModelFromFlags(values: SharedValues): Promise<Model> {
+  const path = values.model ?? DEMO_MODEL_PATH;
+  if (values.model === undefined && !existsSync(path)) {
+    throw new UsageError(`The bundled demo model is missing at ${path}; pass --model PATH.`, { path });
+  }
+  const started = Date.now();
+  let current: LoadProgress = { phase: "start" };
+  let shownPhase = "";
+  const show = (): void => {
+    if (current.phase === shownPhase || current.phase === "ready") return;
+    shownPhase = current.phase;
+    const share =
+      current.totalBytes !== undefined && current.loadedBytes !== undefined && current.totalBytes > 0
+        ? ` ${Math.round((100 * current.loadedBytes) / current.totalBytes)}%`
+        : "";
+    process.stderr.write(`geb-cpu: loading ${path}: ${current.phase}${share}\n`);
+  };
+  // Quick loads print nothing; after a second, every new phase gets a line.
+  const timer = setTimeout(show, 1000);
+  timer.unref();
+  const onProgress = (progress: LoadProgress): void => {
+    current = progress;
+    if (Date.now() - started >= 1000) show();
+  };
+  const options: Parameters<typeof loadModel>[1] = { onProgress };
+  const threads = parseNumberFlag("threads", values.threads);
+  if (threads !== undefined) options.threads = threads;
+  const contextSize = parseNumberFlag("context-size", values["context-size"]);
+  if (contextSize !== undefined) options.contextSize = contextSize;
+  if (values.tier !== undefined) options.tier = values.tier;
+  if (values["weight-type"] !== undefined) options.weightType = values["weight-type"] as "q8_0";
+  let model: Model;
+  try {
+    model = await loadModel(path, options);
+  } finally {
+    clearTimeout(timer);
+  }
+  if (values.verbose) {
+    const info = model.info();
+    process.stderr.write(
+      `geb-cpu: loaded ${path} in ${Date.now() - started} ms (${info.architecture}, tier ${info.tier}, ${info.threads} threads, context ${info.contextSize})\n`,
+    );
+  }
+  return model;
+}
+
+/** Print generation speed on stderr (for --verbose). */
+export function printTimings(result: GenerateResult): void {
+  const t = result.timings;
+  process.stderr.write(
+    `geb-cpu: prompt ${result.promptTokens} tokens in ${t.prefillMs.toFixed(1)} ms (${t.prefillTokensPerSecond.toFixed(1)} tokens/s), ` +
+      `generated ${result.tokens.length} tokens in ${t.decodeMs.toFixed(1)} ms (${t.decodeTokensPerSecond.toFixed(1)} tokens/s), ` +
+      `finish: ${result.finishReason}, seed ${result.seed}\n`,
+  );
+}
+
+/** Print an error the way every geb-cpu command does, and return the exit code (2 for usage errors). */
+export function reportError(error: unknown): number {
+  return printError(error, error instanceof UsageError);
+}
+
+/** Run an argument parser, turning its failures (unknown or malformed flags) into usage errors. */
+export function parseOrUsageError<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+const usage = `Usage: geb-cpu generate [--model PATH] --prompt TEXT [options]
+
+Stream a continuation of TEXT to stdout.
+
+Options:
+  -p, --prompt TEXT       the prompt (required)
+      --json              print one JSON object with the text, tokens and timings instead of streaming
+${SHARED_OPTIONS_HELP}`;
+
+async function run(argv: string[]): Promise<number> {
+  let model: Model | undefined;
+  try {
+    const { values } = parseOrUsageError(() =>
+      parseArgs({
+        args: argv,
+        options: { ...MODEL_AND_SAMPLING_OPTIONS, prompt: { type: "string", short: "p" }, json: { type: "boolean" } },
+        strict: true,
+      }),
+    );
+    if (values.help) {
+      process.stdout.write(`${usage}\n`);
+      return 0;
+    }
+    if (values.prompt === undefined) throw new UsageError("generate needs --prompt TEXT.\n" + usage);
+    const options = generateOptionsFromFlags(values);
+    model = await loadModelFromFlags(values);
+
+    // Ctrl-C stops generation and keeps what was printed.
+    const controller = new AbortController();
+    const onSigint = (): void => controller.abort();
+    process.once("SIGINT", onSigint);
+    let result: GenerateResult;
+    try {
+      if (values.json) {
+        result = await model.generate(values.prompt, { ...options, signal: controller.signal });
+        process.stdout.write(
+          `${JSON.stringify({
+            text: result.text,
+            tokens: result.tokens,
+            finishReason: result.finishReason,
+            promptTokens: result.promptTokens,
+            timings: result.timings,
+            seed: result.seed,
+          })}\n`,
+        );
+      } else {
+        const stream = model.stream(values.prompt, { ...options, signal: controller.signal });
+        for await (const piece of stream) process.stdout.write(piece);
+        result = await stream.result;
+        process.stdout.write("\n");
+      }
+    } finally {
+      process.removeListener("SIGINT", onSigint);
+    }
+    if (values.verbose) printTimings(result);
+    return 0;
+  } catch (error) {
+    return reportError(error);
+  } finally {
+    await model?.dispose();
+  }
+}
+
+/** The `generate` subcommand. */
+export const command: CliCommand = {
+  name: "generate",
+  summary: "generate text from a prompt",
+  usage,
+  run,
+};
+
+export default command;
