@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: MIT
+// The `Engine` class of the addon: a geb::Engine behind Node-API. Arguments are copied into C++
+// structs on the main thread. forward() then runs as one async work item whose Execute touches no
+// JS value and drives the engine's own thread pool. One forward step runs at a time per engine, so
+// a second call while one runs is rejected, and so are the sequence operations.
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+#include "core/forward.h"
+#include "register.h"
+#include "tier_arg.h"
+
+namespace geb::binding {
+namespace {
+
+Napi::Error coded_error(Napi::Env env, const EngineError& e) {
+  return CodedError(env, error_code_name(e.code()), e.what());
+}
+
+kernels::WeightType parse_weight_type(Napi::Env env, const std::string& name, const std::string& field) {
+  if (name == "f32") return kernels::WeightType::F32;
+  if (name == "f16") return kernels::WeightType::F16;
+  if (name == "bf16") return kernels::WeightType::BF16;
+  if (name == "q8_0") return kernels::WeightType::Q8_0;
+  if (name == "q4_0") return kernels::WeightType::Q4_0;
+  throw CodedError(env, kErrUnsupported, field + " \"" + name + "\" is not a known tensor type");
+}
+
+// Copies the JS model plan (lib/model/plan.ts ModelPlan) into a PlanSpec.
+PlanSpec read_plan(Napi::Env env, Napi::Value value) {
+  PlanSpec plan;
+  Napi::Object obj = get_object(env, value, "plan");
+  Napi::Object hp = get_object(env, obj.Get("hparams"), "plan.hparams");
+  const std::string arch = get_string(env, hp.Get("arch"), "plan.hparams.arch");
+  if (arch == "llama") plan.hparams.arch = Architecture::Llama;
+  else if (arch == "geb") plan.hparams.arch = Architecture::Geb;
+  else throw CodedError(env, kErrUnsupported, "architecture \"" + arch + "\" is not supported; expected llama or geb");
+  Hparams& h = plan.hparams;
+  h.n_layer = get_int(env, hp.Get("nLayer"), "plan.hparams.nLayer", 1);
+  h.n_embd = get_int(env, hp.Get("nEmbd"), "plan.hparams.nEmbd", 1);
+  h.n_head = get_int(env, hp.Get("nHead"), "plan.hparams.nHead", 1);
+  h.n_head_kv = get_int(env, hp.Get("nHeadKv"), "plan.hparams.nHeadKv", 1);
+  h.head_dim = get_int(env, hp.Get("headDim"), "plan.hparams.headDim", 1);
+  h.n_ff = get_int(env, hp.Get("nFf"), "plan.hparams.nFf", 1);
+  h.n_vocab = get_int(env, hp.Get("nVocab"), "plan.hparams.nVocab", 1);
+  h.n_ctx_train = get_int(env, hp.Get("nCtxTrain"), "plan.hparams.nCtxTrain", 1);
+  h.rms_eps = static_cast<float>(get_number(env, hp.Get("rmsEps"), "plan.hparams.rmsEps"));
+  h.rope_base = static_cast<float>(get_number(env, hp.Get("ropeBase"), "plan.hparams.ropeBase"));
+  h.rope_dim = get_int(env, hp.Get("ropeDim"), "plan.hparams.ropeDim", 0);
+
+  Napi::Array files = get_array(env, obj.Get("files"), "plan.files");
+  for (uint32_t i = 0; i < files.Length(); ++i) {
+    plan.files.push_back(get_string(env, files.Get(i), "plan.files[" + std::to_string(i) + "]"));
+  }
+
+  Napi::Array tensors = get_array(env, obj.Get("tensors"), "plan.tensors");
+  constexpr int64_t kMaxSafeInteger = 9007199254740991;  // 2^53 - 1, the largest exact JS integer
+  for (uint32_t i = 0; i < tensors.Length(); ++i) {
+    const std::string field = "plan.tensors[" + std::to_string(i) + "]";
+    Napi::Object t = get_object(env, tensors.Get(i), field);
+    TensorSpec spec;
+    spec.name = get_string(env, t.Get("name"), field + ".name");
+    spec.file = get_int(env, t.Get("file"), field + ".file", 0);
+    spec.offset = static_cast<uint64_t>(get_integer(env, t.Get("offset"), field + ".offset", 0, kMaxSafeInteger));
+    spec.nbytes = static_cast<uint64_t>(get_integer(env, t.Get("nbytes"), field + ".nbytes", 0, kMaxSafeInteger));
+    spec.type = parse_weight_type(env, get_string(env, t.Get("type"), field + ".type"), field + ".type");
+    Napi::Array shape = get_array(env, t.Get("shape"), field + ".shape");
+    if (shape.Length() < 1 || shape.Length() > 2) throw invalid_argument(env, field + ".shape must have 1 or 2 dimensions");
+    for (uint32_t d = 0; d < shape.Length(); ++d) {
+      spec.shape.push_back(get_integer(env, shape.Get(d), field + ".shape[" + std::to_string(d) + "]", 1, INT32_MAX));
+    }
+    plan.tensors.push_back(std::move(spec));
+  }
+  return plan;
+}
+
+EngineOptions read_options(Napi::Env env, Napi::Value value) {
+  EngineOptions options;
+  Napi::Object obj = get_object(env, value, "options");
+  options.threads = get_int(env, obj.Get("threads"), "options.threads", 1, 1024);
+  options.tier = get_tier(env, obj.Get("tier"), "options.tier");
+  const std::string kv = get_string(env, obj.Get("kvType"), "options.kvType");
+  if (kv == "f32") options.kv_type = KvType::F32;
+  else if (kv == "f16") options.kv_type = KvType::F16;
+  else throw invalid_argument(env, "options.kvType must be \"f32\" or \"f16\", got \"" + kv + "\"");
+  Napi::Value ctx = obj.Get("contextSize");
+  options.context_size = ctx.IsUndefined() ? 0 : get_int(env, ctx, "options.contextSize", 1);
+  options.n_seq_max = get_int(env, obj.Get("nSeqMax"), "options.nSeqMax", 1, 4096);
+  return options;
+}
+
+class EngineWrap;
+
+class ForwardWorker : public Napi::AsyncWorker {
+ public:
+  ForwardWorker(Napi::Env env, EngineWrap* owner, std::vector<BatchEntry> batch, Napi::Value abort_array,
+                const int32_t* abort_flag);
+  ~ForwardWorker() override;
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override;
+  void OnOK() override;
+  void OnError(const Napi::Error& error) override;
+
+ private:
+  EngineWrap* owner_;
+  Napi::Promise::Deferred deferred_;
+  std::vector<BatchEntry> batch_;
+  Napi::ObjectReference abort_array_;  // keeps the flag's SharedArrayBuffer alive
+  const int32_t* abort_flag_;
+  std::vector<float> logits_;
+  ErrorCode error_code_ = ErrorCode::Internal;
+};
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Engine",
+                       {
+                           InstanceMethod<&EngineWrap::Forward>("forward"),
+                           InstanceMethod<&EngineWrap::ClearSequence>("clearSequence"),
+                           InstanceMethod<&EngineWrap::TruncateSequence>("truncateSequence"),
+                           InstanceMethod<&EngineWrap::ShiftSequence>("shiftSequence"),
+                           InstanceMethod<&EngineWrap::SequenceLength>("sequenceLength"),
+                           InstanceMethod<&EngineWrap::Info>("info"),
+                           InstanceMethod<&EngineWrap::Dispose>("dispose"),
+                       });
+  }
+
+  // new Engine(plan, { threads, tier, kvType, contextSize?, nSeqMax })
+  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    Napi::Env env = info.Env();
+    const PlanSpec plan = read_plan(env, info[0]);
+    const EngineOptions options = read_options(env, info[1]);
+    try {
+      engine_ = std::make_unique<geb::Engine>(plan, options);
+    } catch (const EngineError& e) {
+      throw coded_error(env, e);
+    } catch (const std::bad_alloc&) {
+      throw CodedError(env, kErrIo, "out of memory while creating the engine; lower contextSize or nSeqMax");
+    }
+  }
+
+  geb::Engine& engine() { return *engine_; }
+
+  // Called on the main thread when a forward step has settled.
+  void StepDone() {
+    busy_ = false;
+    if (disposed_ && engine_) ReleaseEngine();
+  }
+
+ private:
+  void ThrowIfUnusable(Napi::Env env, const char* method) {
+    if (disposed_) throw CodedError(env, kErrDisposed, std::string("Engine.") + method + "() was called after dispose()");
+    if (busy_) {
+      throw invalid_argument(env, std::string("Engine.") + method + "() was called while a forward step is running; await it first");
+    }
+  }
+
+  void ReleaseEngine() {
+    engine_.reset();
+    for (Napi::Promise::Deferred& d : dispose_waiters_) d.Resolve(Env().Undefined());
+    dispose_waiters_.clear();
+  }
+
+  // forward(seqIds: Int32Array, positions: Int32Array, tokens: Int32Array, wantsLogits: Uint8Array,
+  //         abortFlag?: Int32Array) -> Promise<Float32Array>
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ThrowIfUnusable(env, "forward");
+    Napi::Int32Array seq_ids = get_i32(env, info[0], "seqIds");
+    Napi::Int32Array positions = get_i32(env, info[1], "positions");
+    Napi::Int32Array tokens = get_i32(env, info[2], "tokens");
+    Napi::Uint8Array wants = get_u8(env, info[3], "wantsLogits");
+    const size_t n = seq_ids.ElementLength();
+    if (positions.ElementLength() != n || tokens.ElementLength() != n || wants.ElementLength() != n) {
+      throw invalid_argument(env, "seqIds, positions, tokens and wantsLogits must have the same length");
+    }
+    const int32_t* abort_flag = nullptr;
+    Napi::Value abort_array = env.Undefined();
+    if (info.Length() > 4 && !info[4].IsUndefined() && !info[4].IsNull()) {
+      Napi::Int32Array flag = get_i32(env, info[4], "abortFlag");
+      if (flag.ElementLength() < 1) throw invalid_argument(env, "abortFlag must have at least one element");
+      abort_flag = flag.Data();
+      abort_array = flag;
+    }
+
+    std::vector<BatchEntry> batch(n);
+    for (size_t i = 0; i < n; ++i) {
+      batch[i] = BatchEntry{seq_ids[i], positions[i], tokens[i], wants[i] != 0};
+    }
+
+    auto* worker = new ForwardWorker(env, this, std::move(batch), abort_array, abort_flag);
+    Napi::Promise promise = worker->Promise();
+    busy_ = true;
+    worker->Queue();
+    return promise;
+  }
+
+  Napi::Value ClearSequence(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ThrowIfUnusable(env, "clearSequence");
+    const int seq = get_int(env, info[0], "seqId");
+    try {
+      engine_->clear_sequence(seq);
+    } catch (const EngineError& e) {
+      throw coded_error(env, e);
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value TruncateSequence(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ThrowIfUnusable(env, "truncateSequence");
+    const int seq = get_int(env, info[0], "seqId");
+    const int n_keep = get_int(env, info[1], "nKeep");
+    try {
+      engine_->truncate_sequence(seq, n_keep);
+    } catch (const EngineError& e) {
+      throw coded_error(env, e);
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value ShiftSequence(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ThrowIfUnusable(env, "shiftSequence");
+    const int seq = get_int(env, info[0], "seqId");
+    const int n_keep = get_int(env, info[1], "nKeep");
+    const int n_discard = get_int(env, info[2], "nDiscard");
+    try {
+      engine_->shift_sequence(seq, n_keep, n_discard);
+    } catch (const EngineError& e) {
+      throw coded_error(env, e);
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value SequenceLength(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (disposed_) throw CodedError(env, kErrDisposed, "Engine.sequenceLength() was called after dispose()");
+    const int seq = get_int(env, info[0], "seqId");
+    try {
+      return Napi::Number::New(env, engine_->sequence_length(seq));
+    } catch (const EngineError& e) {
+      throw coded_error(env, e);
+    }
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (disposed_) throw CodedError(env, kErrDisposed, "Engine.info() was called after dispose()");
+    const geb::Engine& e = *engine_;
+    const Model& model = e.model();
+    const Hparams& hp = model.hparams();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("arch", hp.arch == Architecture::Geb ? "geb" : "llama");
+    out.Set("tier", cpu::tier_name(e.tier()));
+    out.Set("threads", e.threads());
+    out.Set("kvType", e.kv_cache().type() == KvType::F32 ? "f32" : "f16");
+    out.Set("contextSize", e.context_size());
+    out.Set("nSeqMax", e.n_seq_max());
+    out.Set("nVocab", hp.n_vocab);
+    out.Set("kvCacheBytes", static_cast<double>(e.kv_cache().bytes()));
+    out.Set("scratchBytes", static_cast<double>(e.scratch_bytes()));
+    out.Set("mappedBytes", static_cast<double>(model.mapped_bytes()));
+    out.Set("outputTied", model.output_tied());
+
+    Napi::Array tensors = Napi::Array::New(env, model.tensors().size());
+    for (size_t i = 0; i < model.tensors().size(); ++i) {
+      const TensorInfo& t = model.tensors()[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", t.name);
+      o.Set("type", weight_type_name(t.type));
+      Napi::Array shape = Napi::Array::New(env, t.shape.size());
+      for (size_t d = 0; d < t.shape.size(); ++d) shape.Set(static_cast<uint32_t>(d), static_cast<double>(t.shape[d]));
+      o.Set("shape", shape);
+      tensors.Set(static_cast<uint32_t>(i), o);
+    }
+    out.Set("tensors", tensors);
+
+    Napi::Array conversions = Napi::Array::New(env, model.conversions().size());
+    for (size_t i = 0; i < model.conversions().size(); ++i) conversions.Set(static_cast<uint32_t>(i), model.conversions()[i]);
+    out.Set("conversions", conversions);
+    return out;
+  }
+
+  // dispose() -> Promise<void>: resolves once no step runs and the model is unmapped.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    disposed_ = true;
+    if (!engine_) {
+      deferred.Resolve(env.Undefined());
+    } else if (busy_) {
+      dispose_waiters_.push_back(deferred);
+    } else {
+      dispose_waiters_.push_back(deferred);
+      ReleaseEngine();
+    }
+    return deferred.Promise();
+  }
+
+  std::unique_ptr<geb::Engine> engine_;
+  bool busy_ = false;      // a forward step is queued or running (main thread only)
+  bool disposed_ = false;  // dispose() was called (main thread only)
+  std::vector<Napi::Promise::Deferred> dispose_waiters_;
+};
+
+ForwardWorker::ForwardWorker(Napi::Env env, EngineWrap* owner, std::vector<BatchEntry> batch, Napi::Value abort_array,
+                             const int32_t* abort_flag)
+    : Napi::AsyncWorker(env, "geb-cpu:forward"),
+      owner_(owner),
+      deferred_(Napi::Promise::Deferred::New(env)),
+      batch_(std::move(batch)),
+      abort_flag_(abort_flag) {
+  if (abort_array.IsObject()) abort_array_ = Napi::Persistent(abort_array.As<Napi::Object>());
+  owner_->Ref();  // the JS Engine object stays alive while the step runs
+}
+
+ForwardWorker::~ForwardWorker() { owner_->Unref(); }
+
+void ForwardWorker::Execute() {
+  try {
+    owner_->engine().forward(batch_, abort_flag_, logits_);
+  } catch (const EngineError& e) {
+    error_code_ = e.code();
+    SetError(e.what());
+  } catch (const std::bad_alloc&) {
+    error_code_ = ErrorCode::Io;
+    SetError("out of memory during the forward step");
+  } catch (const std::exception& e) {
+    error_code_ = ErrorCode::Internal;
+    SetError(std::string("internal error in the forward step: ") + e.what());
+  }
+}
+
+void ForwardWorker::OnOK() {
+  Napi::Env env = Env();
+  Napi::Float32Array out = Napi::Float32Array::New(env, logits_.size());
+  if (!logits_.empty()) std::memcpy(out.Data(), logits_.data(), logits_.size() * sizeof(float));
+  owner_->StepDone();
+  deferred_.Resolve(out);
+}
+
+void ForwardWorker::OnError(const Napi::Error& error) {
+  Napi::Env env = Env();
+  const std::string message = error.Message();
+  owner_->StepDone();
+  deferred_.Reject(CodedError(env, error_code_name(error_code_), message).Value());
+}
+
+}  // namespace
+}  // namespace geb::binding
+
+void RegisterEngine(Napi::Env env, Napi::Object exports) {
+  geb::binding::AddonData& data = geb::binding::GetAddonData(env);
+  Napi::Function ctor = geb::binding::EngineWrap::Define(env);
+  data.constructors["Engine"] = Napi::Persistent(ctor);
+  exports.Set("Engine", ctor);
+  exports.Set("kernels", geb::binding::CreateKernelsExport(env));
+}

@@ -1,0 +1,12 @@
+// AVX2 instantiation of the Q4_0 matmul; the body is in matmul_quant_body.h.
+#include "quant_ops_avx2.h"
+#include "matmul_quant_body.h"
+
+namespace geb::kernels {
+
+void fill_matmul_q4_0_avx2(KernelTable& t) {
+  t.matmul[static_cast<int>(WeightType::Q4_0)] = matmul_quant<QuantAvx2Ops, Q4_0Format>;
+  t.prepare[static_cast<int>(WeightType::Q4_0)] = prepare_q8_activations;
+}
+
+}  // namespace geb::kernels

@@ -1,0 +1,12 @@
+// AVX-512 BW (no VNNI) instantiation of the Q8_0 matmul; the body is in matmul_quant_body.h.
+#include "quant_ops_avx512.h"
+#include "matmul_quant_body.h"
+
+namespace geb::kernels {
+
+void fill_matmul_q8_0_avx512(KernelTable& t) {
+  t.matmul[static_cast<int>(WeightType::Q8_0)] = matmul_quant<QuantAvx512Ops<false>, Q8_0Format>;
+  t.prepare[static_cast<int>(WeightType::Q8_0)] = prepare_q8_activations;
+}
+
+}  // namespace geb::kernels

@@ -1,0 +1,129 @@
+// Q8_0 and Q4_0 matmul body shared by the SIMD tiers, written once over a quantized operation
+// set `Ops` (quant_ops_avx2.h, quant_ops_avx512.h, quant_ops_neon.h) and a weight format (Q8_0Format,
+// Q4_0Format below). Layouts are those of MatmulFn in kernels.h and of quant.h.
+//
+// Each block's weights are unpacked once and multiplied with the int8 activations of up to four
+// tokens (register blocking: prefill and batches reuse every weight load four times). The integer
+// dot of each block is then scaled by d_weight * d_x into an F32 accumulator. Q4_0 nibbles enter
+// the dot unsigned (0..15) and the offset of 8 is taken off at the end through the activations'
+// block sums (quant.h). Decode (one token) streams each weight row exactly once.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels.h"
+#include "quant.h"
+
+namespace geb::kernels {
+namespace {
+
+struct Q8_0Format {
+  static constexpr size_t kBlockBytes = sizeof(block_q8_0);
+  static constexpr bool kNibbles = false;
+};
+
+struct Q4_0Format {
+  static constexpr size_t kBlockBytes = sizeof(block_q4_0);
+  static constexpr bool kNibbles = true;
+};
+
+// Accumulates N blocks starting at block b of one weight row into acc[0..TN), and for Q4_0 the
+// offset term d_w * s_x into offset[0..TN).
+template <typename Ops, typename Fmt, int TN, int N>
+inline void accumulate_blocks(const uint8_t* row, int b, const int8_t* const* xq, const float* const* xd,
+                              const float* const* xs, typename Ops::Vf* acc, typename Ops::Offset* offset) {
+  const auto dw = Ops::template load_scales<N>(row + static_cast<size_t>(b) * Fmt::kBlockBytes, Fmt::kBlockBytes);
+  if constexpr (Fmt::kNibbles) {
+    const auto q = Ops::template load_q4_0_nibbles<N>(row, b);
+    for (int t = 0; t < TN; ++t) {
+      const auto dot = Ops::dot_unsigned(q, Ops::template load_x<N>(xq[t] + b * kQuantBlock));
+      acc[t] = Ops::fmadd(Ops::to_float(dot), Ops::template scale<N>(dw, xd[t] + b), acc[t]);
+      offset[t] = Ops::template offset_fmadd<N>(dw, xs[t] + b, offset[t]);
+    }
+  } else {
+    const auto w = Ops::prepare_weights(Ops::template load_q8_0<N>(row, b));
+    for (int t = 0; t < TN; ++t) {
+      const auto dot = Ops::dot(w, Ops::template load_x<N>(xq[t] + b * kQuantBlock));
+      acc[t] = Ops::fmadd(Ops::to_float(dot), Ops::template scale<N>(dw, xd[t] + b), acc[t]);
+    }
+  }
+}
+
+// Dot products of one weight row with TN prepared token rows, written to out[0..TN). Each token
+// gets U independent accumulators over consecutive block groups, so with few tokens (decode) the
+// loop is not limited by the latency of one FMA chain.
+template <typename Ops, typename Fmt, int TN>
+void dot_tokens(const uint8_t* row, const int8_t* const* xq, const float* const* xd, const float* const* xs,
+                int nb, float* out) {
+  constexpr int B = Ops::kBlocks;
+  constexpr int U = TN == 1 ? 4 : (TN == 2 ? 2 : 1);
+  typename Ops::Vf acc[U][TN];
+  typename Ops::Offset offset[U][TN];
+  for (int u = 0; u < U; ++u) {
+    for (int t = 0; t < TN; ++t) {
+      acc[u][t] = Ops::zero();
+      offset[u][t] = Ops::offset_zero();
+    }
+  }
+  int b = 0;
+  for (; b + U * B <= nb; b += U * B) {
+    for (int u = 0; u < U; ++u) accumulate_blocks<Ops, Fmt, TN, B>(row, b + u * B, xq, xd, xs, acc[u], offset[u]);
+  }
+  for (; b + B <= nb; b += B) accumulate_blocks<Ops, Fmt, TN, B>(row, b, xq, xd, xs, acc[0], offset[0]);
+  if constexpr (B > 1) {
+    if (b < nb) accumulate_blocks<Ops, Fmt, TN, 1>(row, b, xq, xd, xs, acc[0], offset[0]);
+  }
+  for (int t = 0; t < TN; ++t) {
+    float sum = 0.0f;
+    float offset_sum = 0.0f;
+    for (int u = 0; u < U; ++u) {
+      sum += Ops::hsum(acc[u][t]);
+      offset_sum += Ops::offset_sum(offset[u][t]);
+    }
+    out[t] = Fmt::kNibbles ? sum - 8.0f * offset_sum : sum;
+  }
+}
+
+template <typename Ops, typename Fmt, int TN>
+void rows_times_tokens(const uint8_t* base, size_t row_stride, const PreparedX& x, int k, int t0,
+                       int r0, int r1, float* y, int ldy) {
+  const int nb = k / kQuantBlock;
+  const int8_t* xq[TN];
+  const float* xd[TN];
+  const float* xs[TN];
+  for (int t = 0; t < TN; ++t) {
+    const auto* xrow = static_cast<const uint8_t*>(x.data) + static_cast<size_t>(t0 + t) * x.row_bytes;
+    xq[t] = reinterpret_cast<const int8_t*>(xrow);
+    xd[t] = reinterpret_cast<const float*>(xrow + k);
+    xs[t] = xd[t] + nb;
+  }
+  for (int r = r0; r < r1; ++r) {
+    float out[TN];
+    dot_tokens<Ops, Fmt, TN>(base + static_cast<size_t>(r) * row_stride, xq, xd, xs, nb, out);
+    for (int t = 0; t < TN; ++t) y[static_cast<size_t>(t0 + t) * ldy + r] = out[t];
+  }
+}
+
+// Tokens are taken in chunks whose prepared rows fit in about 256 KiB (the L2 cache of current
+// cores), so a chunk's activations stay cached while every weight row of [r0, r1) streams past.
+template <typename Ops, typename Fmt>
+void matmul_quant(const void* w, size_t row_stride, const PreparedX& x, int k, int n_tokens, int r0,
+                  int r1, float* y, int ldy) {
+  const auto* base = static_cast<const uint8_t*>(w);
+  const int chunk = std::max(4, static_cast<int>((256 * 1024) / x.row_bytes) / 4 * 4);
+  for (int c0 = 0; c0 < n_tokens; c0 += chunk) {
+    const int c1 = std::min(n_tokens, c0 + chunk);
+    int t = c0;
+    for (; t + 4 <= c1; t += 4) rows_times_tokens<Ops, Fmt, 4>(base, row_stride, x, k, t, r0, r1, y, ldy);
+    switch (c1 - t) {
+      case 3: rows_times_tokens<Ops, Fmt, 3>(base, row_stride, x, k, t, r0, r1, y, ldy); break;
+      case 2: rows_times_tokens<Ops, Fmt, 2>(base, row_stride, x, k, t, r0, r1, y, ldy); break;
+      case 1: rows_times_tokens<Ops, Fmt, 1>(base, row_stride, x, k, t, r0, r1, y, ldy); break;
+      default: break;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace geb::kernels

@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: MIT
+// Tests of the quantized matmuls (Q8_0, Q4_0) and the activation preparation they share: every
+// tier against the scalar reference on odd shapes (block counts that leave an AVX-512 tail,
+// token counts that leave a register-blocking tail, partial row ranges), and the scalar
+// reference against a double-precision sum over the dequantized weights.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "core/kernel_table.h"
+#include "harness.h"
+#include "kernels/kernels.h"
+#include "kernels/numeric.h"
+#include "kernels/quant.h"
+
+namespace {
+
+using geb::kernels::block_q4_0;
+using geb::kernels::block_q8_0;
+using geb::kernels::KernelTable;
+using geb::kernels::PreparedX;
+using geb::kernels::WeightType;
+constexpr int kBlock = geb::kernels::kQuantBlock;
+
+// Random weight rows of `type` (rows, k), with scales spread over two decades and every
+// quantized value reachable, including -128 for Q8_0.
+std::vector<uint8_t> random_weights(WeightType type, int rows, int k, std::mt19937& rng) {
+  const size_t row_bytes = geb::kernels::row_bytes(type, k);
+  std::vector<uint8_t> out(row_bytes * rows);
+  std::uniform_real_distribution<float> scale(0.001f, 0.1f);
+  std::uniform_int_distribution<int> byte(0, 255);
+  const size_t block_bytes = type == WeightType::Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+  for (size_t b = 0; b < out.size() / block_bytes; ++b) {
+    uint8_t* block = out.data() + b * block_bytes;
+    const uint16_t d = geb::kernels::float_to_half(scale(rng) * (byte(rng) < 128 ? 1.0f : -1.0f));
+    std::memcpy(block, &d, 2);
+    for (size_t i = 2; i < block_bytes; ++i) block[i] = static_cast<uint8_t>(byte(rng));
+  }
+  return out;
+}
+
+std::vector<float> random_activations(int n, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (float& v : x) v = normal(rng);
+  // one all-zero block exercises the d = 0 path
+  if (n >= 2 * kBlock) std::fill(x.begin() + kBlock, x.begin() + 2 * kBlock, 0.0f);
+  return x;
+}
+
+struct Prepared {
+  std::vector<uint8_t> bytes;
+  PreparedX view;
+};
+
+Prepared prepare(const std::vector<float>& x, int k, int n_tokens) {
+  Prepared p;
+  const size_t row_bytes = geb::kernels::q8_activation_row_bytes(k);
+  p.bytes.assign(row_bytes * n_tokens, 0xAB);
+  geb::kernels::prepare_q8_activations(x.data(), k, n_tokens, p.bytes.data());
+  p.view = PreparedX{p.bytes.data(), row_bytes};
+  return p;
+}
+
+GEB_TEST(quant_prepare_activations_round_trip) {
+  std::mt19937 rng(7);
+  for (int k : {32, 96, 352}) {
+    GEB_CONTEXT("k=" << k);
+    const int n_tokens = 3;
+    const std::vector<float> x = random_activations(k * n_tokens, rng);
+    const Prepared p = prepare(x, k, n_tokens);
+    CHECK_EQ(geb::kernels::q8_activation_row_bytes(k) % 64, size_t{0});
+    CHECK_EQ(geb::kernels::prepared_row_bytes(WeightType::Q4_0, k), geb::kernels::q8_activation_row_bytes(k));
+    CHECK_EQ(geb::kernels::prepared_row_bytes(WeightType::F16, k), static_cast<size_t>(k) * 4);
+    for (int t = 0; t < n_tokens; ++t) {
+      const uint8_t* row = p.bytes.data() + t * p.view.row_bytes;
+      for (int b = 0; b < k / kBlock; ++b) {
+        float d;
+        std::memcpy(&d, row + k + b * 4, 4);
+        float amax = 0.0f;
+        for (int i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(x[t * k + b * kBlock + i]));
+        CHECK_NEAR(d, amax / 127.0f, 0.0);
+        int max_q = 0;
+        for (int i = 0; i < kBlock; ++i) {
+          const int q = static_cast<int8_t>(row[b * kBlock + i]);
+          max_q = std::max(max_q, std::abs(q));
+          CHECK_NEAR(d * q, x[t * k + b * kBlock + i], d * 0.5f + 1e-7f);
+        }
+        // the largest magnitude maps to +-127 unless the block is all zeros
+        CHECK_EQ(max_q, amax > 0.0f ? 127 : 0);
+        int sum = 0;
+        for (int i = 0; i < kBlock; ++i) sum += static_cast<int8_t>(row[b * kBlock + i]);
+        float s;
+        std::memcpy(&s, row + k + (k / kBlock + b) * 4, 4);
+        CHECK_EQ(s, d * static_cast<float>(sum));
+      }
+      for (size_t i = k + 8 * (k / kBlock); i < p.view.row_bytes; ++i) CHECK_EQ(row[i], 0);
+    }
+  }
+}
+
+// The scalar reference equals the sum over blocks of d_w * d_x * (integer dot), computed here in
+// double from the dequantized weights, to F32 rounding.
+GEB_TEST(quant_scalar_reference_matches_dequantized_sum) {
+  const KernelTable& scalar = geb::kernel_table(geb::cpu::Tier::Scalar);
+  std::mt19937 rng(11);
+  for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0}) {
+    const int rows = 5, k = 96, n_tokens = 2;
+    GEB_CONTEXT("type=" << static_cast<int>(type));
+    const std::vector<uint8_t> w = random_weights(type, rows, k, rng);
+    const std::vector<float> x = random_activations(k * n_tokens, rng);
+    const Prepared p = prepare(x, k, n_tokens);
+    std::vector<float> y(rows * n_tokens, std::numeric_limits<float>::quiet_NaN());
+    const size_t row_bytes = geb::kernels::row_bytes(type, k);
+    scalar.matmul[static_cast<int>(type)](w.data(), row_bytes, p.view, k, n_tokens, 0, rows, y.data(), rows);
+    std::vector<float> wrow(k);
+    for (int r = 0; r < rows; ++r) {
+      scalar.dequantize_row[static_cast<int>(type)](w.data() + r * row_bytes, k, wrow.data());
+      for (int t = 0; t < n_tokens; ++t) {
+        const uint8_t* xrow = p.bytes.data() + t * p.view.row_bytes;
+        double want = 0.0, magnitude = 0.0;
+        for (int i = 0; i < k; ++i) {
+          float dx;
+          std::memcpy(&dx, xrow + k + (i / kBlock) * 4, 4);
+          const double term = static_cast<double>(wrow[i]) * dx * static_cast<int8_t>(xrow[i]);
+          want += term;
+          magnitude += std::fabs(term);
+        }
+        GEB_CONTEXT("r=" << r << " t=" << t);
+        CHECK_NEAR(y[t * rows + r], want, 1e-5 * magnitude + 1e-7);
+        // and quantizing the activations costs little against the exact F32 product
+        double exact = 0.0;
+        for (int i = 0; i < k; ++i) exact += static_cast<double>(wrow[i]) * x[t * k + i];
+        CHECK_NEAR(y[t * rows + r], exact, 0.02 * magnitude + 1e-6);
+      }
+    }
+  }
+}
+
+GEB_TEST(quant_matmul_matches_scalar_on_every_tier) {
+  const KernelTable& scalar = geb::kernel_table(geb::cpu::Tier::Scalar);
+  std::mt19937 rng(3);
+  for (geb::cpu::Tier tier : geb::test::tiers()) {
+    const KernelTable& table = geb::kernel_table(tier);
+    for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0}) {
+      const int ti = static_cast<int>(type);
+      REQUIRE(table.matmul[ti] != nullptr);
+      REQUIRE(table.prepare[ti] != nullptr);
+      for (int k : {32, 64, 96, 352, 2048}) {
+        for (int n_tokens : {1, 2, 3, 4, 5, 9}) {
+          const int rows = 13, r0 = 2, r1 = 11, ldy = rows + 3;
+          GEB_CONTEXT("tier=" << geb::cpu::tier_name(tier) << " type=" << ti << " k=" << k
+                              << " n_tokens=" << n_tokens);
+          const std::vector<uint8_t> w = random_weights(type, rows, k, rng);
+          const std::vector<float> x = random_activations(k * n_tokens, rng);
+          const Prepared p = prepare(x, k, n_tokens);
+          const size_t row_bytes = geb::kernels::row_bytes(type, k);
+          const float nan = std::numeric_limits<float>::quiet_NaN();
+          std::vector<float> want(ldy * n_tokens, nan), got(ldy * n_tokens, nan);
+          scalar.matmul[ti](w.data(), row_bytes, p.view, k, n_tokens, r0, r1, want.data(), ldy);
+          table.matmul[ti](w.data(), row_bytes, p.view, k, n_tokens, r0, r1, got.data(), ldy);
+          for (int t = 0; t < n_tokens; ++t) {
+            for (int r = 0; r < ldy; ++r) {
+              const float g = got[t * ldy + r];
+              if (r < r0 || r >= r1) {
+                CHECK_MSG(std::isnan(g), "r=" << r << " t=" << t << " written outside [r0, r1)");
+                continue;
+              }
+              // the integer block dots are exact, so only the F32 scaling order differs
+              const float s = want[t * ldy + r];
+              CHECK_NEAR(g, s, 2e-5 * (std::fabs(s) + 1.0f) * std::sqrt(static_cast<float>(k) / kBlock));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// A weight stride larger than the row (rows inside a bigger tensor) must be honoured.
+GEB_TEST(quant_matmul_honours_row_stride) {
+  std::mt19937 rng(5);
+  for (geb::cpu::Tier tier : geb::test::tiers()) {
+    const KernelTable& table = geb::kernel_table(tier);
+    for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0}) {
+      const int ti = static_cast<int>(type);
+      const int rows = 4, k = 64, n_tokens = 4;
+      GEB_CONTEXT("tier=" << geb::cpu::tier_name(tier) << " type=" << ti);
+      const size_t row_bytes = geb::kernels::row_bytes(type, k);
+      const std::vector<uint8_t> packed = random_weights(type, rows, k, rng);
+      std::vector<uint8_t> strided(2 * row_bytes * rows, 0x55);
+      for (int r = 0; r < rows; ++r) std::memcpy(&strided[2 * row_bytes * r], &packed[row_bytes * r], row_bytes);
+      const std::vector<float> x = random_activations(k * n_tokens, rng);
+      const Prepared p = prepare(x, k, n_tokens);
+      std::vector<float> a(rows * n_tokens), b(rows * n_tokens);
+      table.matmul[ti](packed.data(), row_bytes, p.view, k, n_tokens, 0, rows, a.data(), rows);
+      table.matmul[ti](strided.data(), 2 * row_bytes, p.view, k, n_tokens, 0, rows, b.data(), rows);
+      for (size_t i = 0; i < a.size(); ++i) CHECK_EQ(a[i], b[i]);
+    }
+  }
+}
+
+}  // namespace
