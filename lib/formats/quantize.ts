@@ -1,0 +1,281 @@
+// Quantization of model weights to Q8_0 or Q4_0 (GGUF block layouts, encoders in
+// tensor-encode.ts), decoding of every plan type back to F32, and quantize-at-load: a plan whose
+// matrices are F32, F16 or BF16 is rewritten so those matrices point into a cache file of
+// quantized blocks. The native engine memory-maps that file like any other model file, so the
+// quantized weights cost no heap and a second load reuses the file without quantizing again.
+//
+// Tensors that cannot be quantized keep their stored type: vectors (norm weights), matrices whose
+// rows are not a whole number of 32-element blocks (stories260K's 172-wide FFN, for example), and
+// matrices already stored as Q8_0 or Q4_0 (they are never re-quantized).
+
+import { createHash } from "node:crypto";
+import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+
+import { InvalidArgumentError, IoError } from "../errors.js";
+import type { ModelPlan, TensorRef, TensorType } from "../model/plan.js";
+import { encodeTensorValues, PLAN_TYPE_BLOCK } from "./tensor-encode.js";
+
+/** Weight types a model can be quantized to at load. */
+export type QuantizedType = "q8_0" | "q4_0";
+
+export const QUANTIZED_TYPES: readonly QuantizedType[] = ["q8_0", "q4_0"];
+
+/** Elements per block of Q8_0 and Q4_0. */
+export const QUANT_BLOCK = 32;
+
+/** Bytes per 32-element block: f16 scale + 32 int8 (Q8_0) or 16 bytes of nibbles (Q4_0). */
+export const QUANT_BLOCK_BYTES: Readonly<Record<QuantizedType, number>> = { q8_0: 34, q4_0: 18 };
+
+/** Bytes of `elements` values stored as `type` (elements must be a multiple of the type's block). */
+export function tensorBytes(type: TensorType, elements: number): number {
+  switch (type) {
+    case "f32":
+      return elements * 4;
+    case "f16":
+    case "bf16":
+      return elements * 2;
+    case "q8_0":
+    case "q4_0":
+      return (elements / QUANT_BLOCK) * QUANT_BLOCK_BYTES[type];
+  }
+}
+
+// Every IEEE half value widened to F32, so decoding F16 is one table lookup per element.
+let halfTable: Float32Array | undefined;
+function halfToFloatTable(): Float32Array {
+  if (halfTable !== undefined) return halfTable;
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exponent = (h >> 10) & 0x1f;
+    const mantissa = h & 0x3ff;
+    if (exponent === 0) table[h] = sign * mantissa * 2 ** -24;
+    else if (exponent === 0x1f) table[h] = mantissa === 0 ? sign * Infinity : NaN;
+    else table[h] = sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+  }
+  halfTable = table;
+  return table;
+}
+
+/** Decode `bytes` stored as `type` (little-endian, GGUF block layouts) to F32 values. */
+export function decodeTensorValues(type: TensorType, bytes: Uint8Array): Float32Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const half = halfToFloatTable();
+  switch (type) {
+    case "f32": {
+      const out = new Float32Array(bytes.byteLength / 4);
+      for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
+      return out;
+    }
+    case "f16": {
+      const out = new Float32Array(bytes.byteLength / 2);
+      for (let i = 0; i < out.length; i++) out[i] = half[view.getUint16(i * 2, true)];
+      return out;
+    }
+    case "bf16": {
+      const out = new Float32Array(bytes.byteLength / 2);
+      const bits = new Uint32Array(out.buffer);
+      for (let i = 0; i < out.length; i++) bits[i] = view.getUint16(i * 2, true) << 16;
+      return out;
+    }
+    case "q8_0": {
+      const blocks = bytes.byteLength / 34;
+      const out = new Float32Array(blocks * QUANT_BLOCK);
+      for (let b = 0; b < blocks; b++) {
+        const d = half[view.getUint16(b * 34, true)];
+        for (let j = 0; j < QUANT_BLOCK; j++) out[b * QUANT_BLOCK + j] = d * view.getInt8(b * 34 + 2 + j);
+      }
+      return out;
+    }
+    case "q4_0": {
+      const blocks = bytes.byteLength / 18;
+      const out = new Float32Array(blocks * QUANT_BLOCK);
+      for (let b = 0; b < blocks; b++) {
+        const d = half[view.getUint16(b * 18, true)];
+        for (let j = 0; j < 16; j++) {
+          const q = bytes[b * 18 + 2 + j];
+          out[b * QUANT_BLOCK + j] = d * ((q & 0x0f) - 8);
+          out[b * QUANT_BLOCK + j + 16] = d * ((q >> 4) - 8);
+        }
+      }
+      return out;
+    }
+  }
+}
+
+/**
+ * Return the type a tensor gets when a model is quantized to `requested`: `requested` for a
+ * F32, F16 or BF16 matrix whose rows are whole 32-element blocks, else the tensor's own type.
+ */
+export function quantizedTypeFor(tensor: Pick<TensorRef, "type" | "shape">, requested: QuantizedType): TensorType {
+  if (tensor.shape.length !== 2) return tensor.type;
+  if (tensor.type !== "f32" && tensor.type !== "f16" && tensor.type !== "bf16") return tensor.type;
+  if (tensor.shape[1] % QUANT_BLOCK !== 0) return tensor.type;
+  return requested;
+}
+
+/** One tensor whose storage type quantize-at-load changed, or kept with the reason. */
+export interface WeightConversion {
+  name: string;
+  from: TensorType;
+  to: TensorType;
+}
+
+/** Options of `quantizePlan`. */
+export interface QuantizePlanOptions {
+  weightType: QuantizedType;
+  /** Folder of the cache files (created when missing). */
+  cacheDir: string;
+  /** Called after each tensor with the bytes of quantized output written so far. */
+  onProgress?: (writtenBytes: number, totalBytes: number) => void;
+}
+
+/** Result of `quantizePlan`. */
+export interface QuantizedPlan {
+  /** The input plan with the quantized matrices pointing into `cacheFile`. */
+  plan: ModelPlan;
+  /** Matrices whose type changed. */
+  converted: WeightConversion[];
+  /** Matrices that stayed in their stored type although they are matrices (rows not whole blocks, or already quantized). */
+  kept: WeightConversion[];
+  /** The cache file of quantized blocks, or undefined when nothing needed quantizing. */
+  cacheFile?: string;
+  /** True when a complete cache file from an earlier load was reused. */
+  reused: boolean;
+}
+
+// Bumped whenever the encoders or the cache layout change, so stale files are never reused.
+const CACHE_FORMAT_VERSION = 1;
+// Each tensor starts on a 64-byte boundary of the cache file (a cache line; more than the 2-byte
+// alignment the kernels need).
+const CACHE_ALIGNMENT = 64;
+// Rows are read, decoded and quantized in groups of about this many source bytes.
+const CHUNK_BYTES = 16 * 2 ** 20;
+
+/**
+ * Quantize every F32/F16/BF16 matrix of `plan` whose rows are whole 32-element blocks to
+ * `options.weightType`, into a cache file under `options.cacheDir`, and return a plan that points
+ * at it. The cache file's name is a hash of the source files (path, size, modification time), the
+ * tensors and the type, so an unchanged model reuses its file.
+ *
+ * Throws InvalidArgumentError for an unknown weight type, IoError when a file cannot be read or
+ * the cache cannot be written.
+ */
+export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions): Promise<QuantizedPlan> {
+  const weightType = options.weightType;
+  if (!QUANTIZED_TYPES.includes(weightType)) {
+    throw new InvalidArgumentError(`weightType must be one of ${QUANTIZED_TYPES.join(", ")}, received ${String(weightType)}.`, {
+      expected: QUANTIZED_TYPES.join(" | "),
+      received: weightType,
+    });
+  }
+
+  // lay out the cache file: one aligned region per converted tensor
+  const converted: WeightConversion[] = [];
+  const kept: WeightConversion[] = [];
+  const regions = new Map<TensorRef, number>();
+  let cacheSize = 0;
+  for (const tensor of plan.tensors) {
+    const to = quantizedTypeFor(tensor, weightType);
+    if (to === tensor.type) {
+      if (tensor.shape.length === 2) kept.push({ name: tensor.name, from: tensor.type, to });
+      continue;
+    }
+    cacheSize = Math.ceil(cacheSize / CACHE_ALIGNMENT) * CACHE_ALIGNMENT;
+    regions.set(tensor, cacheSize);
+    cacheSize += tensorBytes(to, tensor.shape[0] * tensor.shape[1]);
+    converted.push({ name: tensor.name, from: tensor.type, to });
+  }
+  if (converted.length === 0) return { plan, converted, kept, reused: false };
+
+  const key = createHash("sha256");
+  key.update(JSON.stringify({ version: CACHE_FORMAT_VERSION, weightType }));
+  for (const file of plan.files) {
+    const info = await statOrThrow(file);
+    key.update(JSON.stringify([file, info.size, info.mtimeMs]));
+  }
+  for (const tensor of plan.tensors) key.update(JSON.stringify([tensor.name, tensor.file, tensor.offset, tensor.nbytes, tensor.type, tensor.shape]));
+  const cacheFile = join(options.cacheDir, `${key.digest("hex").slice(0, 32)}.${weightType}.bin`);
+
+  const files = [...plan.files, cacheFile];
+  const cacheIndex = plan.files.length;
+  const tensors = plan.tensors.map((tensor): TensorRef => {
+    const offset = regions.get(tensor);
+    if (offset === undefined) return tensor;
+    const type = quantizedTypeFor(tensor, weightType);
+    return { ...tensor, file: cacheIndex, offset, type, nbytes: tensorBytes(type, tensor.shape[0] * tensor.shape[1]) };
+  });
+  const result = { plan: { hparams: plan.hparams, files, tensors }, converted, kept, cacheFile };
+
+  const existing = await stat(cacheFile).catch(() => undefined);
+  if (existing !== undefined && existing.size === cacheSize) return { ...result, reused: true };
+
+  await mkdir(options.cacheDir, { recursive: true }).catch((cause: unknown) => {
+    throw new IoError(`Cannot create the weight cache folder ${options.cacheDir}: ${String(cause)}. Pass a writable cacheDir.`, {
+      path: options.cacheDir,
+      cause,
+    });
+  });
+  // write under a temporary name and rename at the end, so a crash never leaves a cache file
+  // of the right size with missing tensors
+  const partial = `${cacheFile}.${process.pid}.tmp`;
+  const sources = await Promise.all(plan.files.map((file) => openOrThrow(file, "r")));
+  const output = await openOrThrow(partial, "w");
+  try {
+    let written = 0;
+    for (const tensor of plan.tensors) {
+      const offset = regions.get(tensor);
+      if (offset === undefined) continue;
+      const [rows, cols] = tensor.shape;
+      const sourceRowBytes = tensorBytes(tensor.type, cols);
+      const rowsPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / sourceRowBytes));
+      let position = offset;
+      for (let row = 0; row < rows; row += rowsPerChunk) {
+        const count = Math.min(rowsPerChunk, rows - row);
+        const bytes = new Uint8Array(count * sourceRowBytes);
+        const { bytesRead } = await sources[tensor.file].read(bytes, 0, bytes.byteLength, tensor.offset + row * sourceRowBytes);
+        if (bytesRead !== bytes.byteLength) {
+          throw new IoError(`${plan.files[tensor.file]} ended inside tensor ${tensor.name}; the model file is truncated.`, {
+            path: plan.files[tensor.file],
+          });
+        }
+        const encoded = encodeTensorValues(weightType, decodeTensorValues(tensor.type, bytes));
+        await output.write(encoded, 0, encoded.byteLength, position);
+        position += encoded.byteLength;
+        written += encoded.byteLength;
+      }
+      options.onProgress?.(written, cacheSize);
+    }
+    await output.truncate(cacheSize);
+    await output.close();
+    await rename(partial, cacheFile);
+  } catch (error) {
+    await output.close().catch(() => undefined);
+    await rm(partial, { force: true });
+    throw error;
+  } finally {
+    await Promise.all(sources.map((handle) => handle.close()));
+  }
+  return { ...result, reused: false };
+}
+
+async function statOrThrow(path: string) {
+  try {
+    return await stat(path);
+  } catch (cause) {
+    throw new IoError(`Cannot read ${path}: ${String(cause)}.`, { path, cause });
+  }
+}
+
+async function openOrThrow(path: string, flags: "r" | "w") {
+  try {
+    return await open(path, flags);
+  } catch (cause) {
+    const action = flags === "r" ? "read" : "write";
+    throw new IoError(`Cannot ${action} ${path}: ${String(cause)}.`, { path, cause });
+  }
+}
+
+// Re-exported so callers that quantize single tensors need one module.
+export { encodeTensorValues, PLAN_TYPE_BLOCK };
