@@ -80,7 +80,7 @@
           ],
         }],
         ["target_arch=='arm64'", {
-          "dependencies": ["geb_kernels_neon"],
+          "dependencies": ["geb_kernels_neon", "geb_kernels_neondot"],
         }],
       ],
     },
@@ -152,8 +152,17 @@
           "target_name": "geb_kernels_neon",
           "type": "static_library",
           "sources": ["<!@(node scripts/list-sources.mjs neon)"],
-          "cflags": ["-march=armv8.2-a+dotprod+fp16"],
-          "xcode_settings": {"OTHER_CFLAGS": ["-march=armv8.2-a+dotprod+fp16"]},
+          "cflags": ["-march=armv8-a"],
+          "xcode_settings": {"OTHER_CFLAGS": ["-march=armv8-a"]},
+        },
+        {
+          # Only this group may use the Armv8.2-A dot-product extension: the plain Neon tier
+          # must also run on cores without it, such as Cortex-A53.
+          "target_name": "geb_kernels_neondot",
+          "type": "static_library",
+          "sources": ["<!@(node scripts/list-sources.mjs neondot)"],
+          "cflags": ["-march=armv8.2-a+dotprod"],
+          "xcode_settings": {"OTHER_CFLAGS": ["-march=armv8.2-a+dotprod"]},
         },
       ],
     }],

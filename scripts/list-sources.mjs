@@ -6,7 +6,7 @@
 // kernel tests must build without Node.
 //
 // Groups: core (native/core + native/cpu), binding, tests, and one per kernel ISA suffix:
-// scalar, avx2, avx512, avx512vnni, avx512bf16, neon (native/kernels/<family>_<isa>.cpp).
+// scalar, avx2, avx512, avx512vnni, avx512bf16, neon, neondot (native/kernels/<family>_<isa>.cpp).
 // A kernel file with any other suffix is an error, so a misnamed file cannot silently drop out.
 import { readdirSync, existsSync } from "node:fs";
 import path from "node:path";
@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
-export const KERNEL_ISAS = ["scalar", "avx2", "avx512", "avx512vnni", "avx512bf16", "neon"];
+export const KERNEL_ISAS = ["scalar", "avx2", "avx512", "avx512vnni", "avx512bf16", "neon", "neondot"];
 
 function cppFiles(dir) {
   const abs = path.join(root, dir);

@@ -57,10 +57,17 @@ kernels::KernelTable avx512_table(const char* name, bool vnni) {
 #endif
 
 #if defined(__aarch64__)
-kernels::KernelTable neon_table() {
+kernels::KernelTable neon_table(const char* name, bool dotprod) {
   kernels::KernelTable t = scalar_table();
-  t.name = "neon";
+  t.name = name;
   kernels::fill_matmul_neon(t);
+  if (dotprod) {
+    kernels::fill_matmul_q8_0_neondot(t);
+    kernels::fill_matmul_q4_0_neondot(t);
+  } else {
+    kernels::fill_matmul_q8_0_neon(t);
+    kernels::fill_matmul_q4_0_neon(t);
+  }
   kernels::fill_norm_neon(t);
   kernels::fill_rope_neon(t);
   kernels::fill_attention_neon(t);
@@ -95,11 +102,13 @@ const kernels::KernelTable& kernel_table(cpu::Tier tier) {
     }
 #endif
 #if defined(__aarch64__)
-    case cpu::Tier::Neon:
+    case cpu::Tier::Neon: {
+      static const kernels::KernelTable table = neon_table("neon", false);
+      return table;
+    }
     case cpu::Tier::NeonDot: {
-      // NOTE: NeonDot runs the same float kernels as Neon; the dot-product instructions only
-      // matter for the quantized matmuls, which have no NEON version yet.
-      static const kernels::KernelTable table = neon_table();
+      // The float kernels are the NEON ones; SDOT only changes the Q8_0 and Q4_0 matmuls.
+      static const kernels::KernelTable table = neon_table("neondot", true);
       return table;
     }
 #endif

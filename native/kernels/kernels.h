@@ -150,6 +150,12 @@ void fill_norm_neon(KernelTable& t);
 void fill_rope_neon(KernelTable& t);
 void fill_attention_neon(KernelTable& t);
 void fill_activation_neon(KernelTable& t);
+
+// Plain NEON (Armv8-A) and dot-product (Armv8.2-A +dotprod) quantized matmuls.
+void fill_matmul_q8_0_neon(KernelTable& t);
+void fill_matmul_q4_0_neon(KernelTable& t);
+void fill_matmul_q8_0_neondot(KernelTable& t);
+void fill_matmul_q4_0_neondot(KernelTable& t);
 #endif
 
 }  // namespace geb::kernels

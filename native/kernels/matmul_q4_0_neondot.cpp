@@ -1,6 +1,6 @@
 // NEON dot-product (SDOT) instantiation of the Q4_0 matmul; the body is in matmul_quant_body.h.
 // Compiled with +dotprod, so quant_ops_neon.h selects SDOT; the check below catches a build
-// file that forgets the flag and would silently fall back to the widening path.
+// file that lacks the flag and would otherwise fall back to the widening path unnoticed.
 #include "quant_ops_neon.h"
 #include "matmul_quant_body.h"
 
