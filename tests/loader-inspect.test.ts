@@ -9,7 +9,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import inspectCommand, { formatInspectReport, inspectModel } from "../lib/cli/inspect.js";
 import { writeGguf } from "../lib/formats/gguf-writer.js";
 import { GEB_TINY_DIR, LLAMA_TINY_F16_GGUF, STORIES260K_GGUF, TOKENIZER_SUITES_DIR } from "./fixtures.js";
-import { makeTempDir } from "./loader-helpers.js";
+import { makeTempDir, offsetOf, patchFile } from "./loader-helpers.js";
+import { openModelFiles } from "../lib/model/load-plan.js";
 
 const temp = makeTempDir("inspect");
 afterAll(() => temp.remove());
@@ -80,6 +81,22 @@ describe("inspectModel", () => {
       ["IQ4_XS", 4 * 136],
     ]);
     expect(report.loadError?.code).toBeDefined();
+    expect(formatInspectReport(report)).toContain("loadable: no");
+  });
+
+  it("marks a model with an unusable vocabulary as not loadable", async () => {
+    const path = join(temp.dir, "bogus-vocab.gguf");
+    await patchFile(STORIES260K_GGUF, path, (bytes) => {
+      const key = offsetOf(bytes, "tokenizer.ggml.model");
+      // Key, then a u32 value type and a u64 string length, then the 5-byte value "llama".
+      const value = key + "tokenizer.ggml.model".length + 4 + 8;
+      expect(bytes.toString("utf8", value, value + 5)).toBe("llama");
+      bytes.write("bogus", value, "utf8");
+    });
+    await expect(openModelFiles(path)).resolves.toBeDefined();
+    const report = await inspectModel(path);
+    expect(report.loadError?.code).toBe("ERR_GEB_UNSUPPORTED");
+    expect(report.loadError?.message).toContain("bogus");
     expect(formatInspectReport(report)).toContain("loadable: no");
   });
 

@@ -15,6 +15,7 @@ import { GEB_FILES } from "../model/geb-conventions.js";
 import { readGebConfig } from "../model/geb-plan.js";
 import type { ModelFileInfo } from "../model/info.js";
 import { openModelFiles } from "../model/load-plan.js";
+import { loadTokenizer } from "../tokenizer/index.js";
 
 /** One row of the tensor table. */
 export interface InspectTensor {
@@ -75,7 +76,12 @@ function ggufMetadata(gguf: GgufFile): InspectMetadataEntry[] {
 /** Try to open the model fully; return its info or the typed reason it cannot be loaded. */
 async function tryOpen(path: string): Promise<Pick<InspectReport, "info" | "loadError">> {
   try {
-    return { info: (await openModelFiles(path)).info };
+    const opened = await openModelFiles(path);
+    // loadModel also needs a tokenizer it can run, so an unsupported vocabulary makes the model
+    // unloadable even when every tensor is fine.
+    const source = opened.tokenizerSource;
+    await loadTokenizer(source.kind === "gguf" ? source.path : source.dir);
+    return { info: opened.info };
   } catch (error) {
     if (error instanceof GebError) return { loadError: { code: error.code, message: error.message } };
     throw error;
