@@ -8,7 +8,7 @@
 // rows are not a whole number of 32-element blocks (stories260K's 172-wide FFN, for example), and
 // matrices already stored as Q8_0 or Q4_0 (they are never re-quantized).
 
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -218,8 +218,10 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
     });
   });
   // write under a temporary name and rename at the end, so a crash never leaves a cache file
-  // of the right size with missing tensors
-  const partial = `${cacheFile}.${process.pid}.tmp`;
+  // of the right size with missing tensors. The name is unique per call: concurrent loads of one
+  // model in one process must not truncate each other's file. The last rename wins, and a
+  // finished load keeps the file it mapped.
+  const partial = `${cacheFile}.${process.pid}.${randomUUID()}.tmp`;
   const sources = await Promise.all(plan.files.map((file) => openOrThrow(file, "r")));
   const output = await openOrThrow(partial, "w");
   try {
@@ -249,7 +251,12 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
     }
     await output.truncate(cacheSize);
     await output.close();
-    await rename(partial, cacheFile);
+    await rename(partial, cacheFile).catch((cause: unknown) => {
+      throw new IoError(`Cannot move the weight cache file into place at ${cacheFile}: ${String(cause)}. Pass a writable cacheDir.`, {
+        path: cacheFile,
+        cause,
+      });
+    });
   } catch (error) {
     await output.close().catch(() => undefined);
     await rm(partial, { force: true });

@@ -2,6 +2,10 @@
 // vector holds two 32-weight blocks. With kVnni the block dot products use VPDPBUSD (AVX-512
 // VNNI); without it they use VPMADDUBSW + VPMADDWD (AVX-512 BW). Include only from
 // *_avx512.cpp and *_avx512vnni.cpp files, which are compiled with the matching flags.
+//
+// NOTE: these kernels compile but have never run. The development machine (AMD EPYC, AVX2 only)
+// and qemu-user 7.2 lack AVX-512, so the tier comparison in native/tests/test_quant.cpp has not
+// executed them yet. Run it on an AVX-512 (VNNI) CPU before trusting these tiers.
 #pragma once
 
 #include <immintrin.h>
