@@ -4,7 +4,7 @@
 
 import { checkMessages, detectChatFormat, renderChat, CHAT_FORMAT_NAMES, type ChatFormatName, type ChatMessage } from "./chat/templates.js";
 import { Engine, type EngineInfo } from "./engine.js";
-import { AbortError, ContextOverflowError, DisposedError, InvalidArgumentError } from "./errors.js";
+import { AbortError, ContextOverflowError, DisposedError, InvalidArgumentError, ModelFormatError } from "./errors.js";
 import { runGeneration, type GenerateResult, type GenerationContext, type GenerationSettings } from "./generate/generation.js";
 import { GEB_SAMPLING_DEFAULTS, LLAMA_SAMPLING_DEFAULTS, resolveSampling, type SamplingOptions } from "./generate/sampler.js";
 import { BatchScheduler } from "./generate/scheduler.js";
@@ -116,6 +116,7 @@ const GENERATE_OPTION_KEYS = [
   "signal",
 ] as const;
 const CHAT_OPTION_KEYS = [...GENERATE_OPTION_KEYS, "chatFormat"] as const;
+const EVALUATE_OPTION_KEYS = ["signal"] as const;
 const LOAD_OPTION_KEYS = [
   "threads",
   "contextSize",
@@ -223,14 +224,17 @@ export class Model {
   /**
    * Run token ids through the model from position 0 and return the logits after every position:
    * row i (nVocab floats) predicts token i + 1. For perplexity and scoring.
-   * Throws InvalidArgumentError for an empty or invalid id list, ContextOverflowError when it is
-   * longer than the context, AbortError when `signal` fires, DisposedError after dispose().
+   * Throws InvalidArgumentError for an empty or invalid id list or invalid options,
+   * ContextOverflowError when the list is longer than the context, AbortError when `signal`
+   * fires, DisposedError after dispose().
    *
    * @example
    * const rows = await model.evaluate(model.tokenizer.encodePrompt("Hello"));
    */
   async evaluate(ids: readonly number[] | Int32Array, options: { signal?: AbortSignal } = {}): Promise<Float32Array[]> {
     this.checkOpen();
+    const checked = this.checkOptions(options, EVALUATE_OPTION_KEYS);
+    const signal = checkSignal(checked.signal);
     const tokens = this.checkIds("ids", ids);
     if (tokens.length === 0) throw new InvalidArgumentError("evaluate() needs at least one token id.", { received: 0 });
     if (tokens.length > this.parts.contextSize) {
@@ -239,7 +243,6 @@ export class Model {
         { expected: `<= ${this.parts.contextSize}`, received: tokens.length },
       );
     }
-    const signal = options.signal;
     const slot = await this.slots.acquire(signal);
     const rows: Float32Array[] = [];
     try {
@@ -307,6 +310,8 @@ export class Model {
     this.checkOpen();
     const checked = this.checkOptions(options, CHAT_OPTION_KEYS);
     const rendered = this.renderChat(messages, checked);
+    // NOTE: a caller's `stopTokens` replaces the format's end-of-turn tokens instead of adding to
+    // them, so the reply can then run past the end of the assistant's turn.
     const settings = this.generationSettings(checked, rendered.stopStrings, rendered.replyPrefixes, rendered.stopTokens);
     return runGeneration(this.generationContext(), rendered.ids, settings);
   }
@@ -391,15 +396,8 @@ export class Model {
       contextShift: checkBoolean("contextShift", options.contextShift, this.parts.contextShift),
       replyPrefixes,
     };
-    if (options.signal !== undefined) {
-      if (!(options.signal instanceof AbortSignal)) {
-        throw new InvalidArgumentError(`Option signal must be an AbortSignal, received ${showValue(options.signal)}.`, {
-          expected: "AbortSignal",
-          received: options.signal,
-        });
-      }
-      settings.signal = options.signal;
-    }
+    const signal = checkSignal(options.signal);
+    if (signal !== undefined) settings.signal = signal;
     return settings;
   }
 
@@ -422,6 +420,15 @@ export class Model {
       keepPrefix: this.tokenizer.encodePrompt("").length,
     };
   }
+}
+
+/** Check an optional `signal` option: undefined or an AbortSignal. */
+function checkSignal(value: unknown): AbortSignal | undefined {
+  if (value === undefined || value instanceof AbortSignal) return value;
+  throw new InvalidArgumentError(`Option signal must be an AbortSignal, received ${showValue(value)}.`, {
+    expected: "AbortSignal",
+    received: value,
+  });
 }
 
 /**
@@ -471,15 +478,9 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
       received: o.cacheDir,
     });
   }
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
-    throw new InvalidArgumentError(`Option signal must be an AbortSignal, received ${showValue(o.signal)}.`, {
-      expected: "AbortSignal",
-      received: o.signal,
-    });
-  }
+  const signal = checkSignal(o.signal);
   const tier = resolveTier(o.tier ?? o.isa ?? process.env.GEB_CPU_ISA);
 
-  const signal = o.signal;
   const progress = (p: LoadProgress): void => o.onProgress?.(p);
   const checkAborted = (): void => {
     if (signal?.aborted) throw new AbortError(`Loading ${path} was aborted.`);
@@ -498,6 +499,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
       weightType,
       cacheDir,
       onProgress: (loadedBytes, totalBytes) => progress({ phase: "quantize", loadedBytes, totalBytes }),
+      ...(signal === undefined ? {} : { signal }),
     });
     plan = quantized.plan;
     weightConversions = quantized.converted;
@@ -508,6 +510,14 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const source = opened.tokenizerSource;
   const tokenizer = await loadTokenizer(source.kind === "gguf" ? source.path : source.dir);
   checkAborted();
+  // A text id past the embedding's rows would fail the forward step that meets it, so the
+  // mismatched pair fails here, at load.
+  if (tokenizer.vocabSize > plan.hparams.nVocab) {
+    throw new ModelFormatError(
+      `The tokenizer of ${path} has ${tokenizer.vocabSize} token ids, but the model has only ${plan.hparams.nVocab} vocabulary rows; use the tokenizer that was trained with these weights.`,
+      { path, expected: `<= ${plan.hparams.nVocab}`, received: tokenizer.vocabSize },
+    );
+  }
 
   const hparams = plan.hparams;
   const contextSize = checkNumber("contextSize", o.contextSize, { min: 1, max: 1 << 20, integer: true }, hparams.nCtxTrain);

@@ -4,7 +4,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { InvalidArgumentError } from "../errors.js";
+import { ContextOverflowError, InvalidArgumentError } from "../errors.js";
 import { loadModel, type GenerateOptions, type GenerateResult, type LoadProgress, type Model } from "../model.js";
 import { printError, type CliCommand } from "./base.js";
 
@@ -168,6 +168,8 @@ Stream a continuation of TEXT to stdout.
 Options:
   -p, --prompt TEXT       the prompt (required)
       --json              print one JSON object with the text, tokens and timings instead of streaming
+      --context-shift     when the context is full, drop the oldest half of the generated tokens and
+                          go on (default: stop with ERR_GEB_CONTEXT_OVERFLOW)
 ${SHARED_OPTIONS_HELP}`;
 
 async function run(argv: string[]): Promise<number> {
@@ -176,7 +178,12 @@ async function run(argv: string[]): Promise<number> {
     const { values } = parseOrUsageError(() =>
       parseArgs({
         args: argv,
-        options: { ...MODEL_AND_SAMPLING_OPTIONS, prompt: { type: "string", short: "p" }, json: { type: "boolean" } },
+        options: {
+          ...MODEL_AND_SAMPLING_OPTIONS,
+          prompt: { type: "string", short: "p" },
+          json: { type: "boolean" },
+          "context-shift": { type: "boolean" },
+        },
         strict: true,
       }),
     );
@@ -186,6 +193,7 @@ async function run(argv: string[]): Promise<number> {
     }
     if (values.prompt === undefined) throw new UsageError("generate needs --prompt TEXT.\n" + usage);
     const options = generateOptionsFromFlags(values);
+    if (values["context-shift"]) options.contextShift = true;
     model = await loadModelFromFlags(values);
 
     // Ctrl-C stops generation and keeps what was printed.
@@ -208,7 +216,17 @@ async function run(argv: string[]): Promise<number> {
         );
       } else {
         const stream = model.stream(values.prompt, { ...options, signal: controller.signal });
-        for await (const piece of stream) process.stdout.write(piece);
+        let printed = false;
+        try {
+          for await (const piece of stream) {
+            process.stdout.write(piece);
+            printed = true;
+          }
+        } catch (error) {
+          // End the partial line, so the error message on stderr starts on a line of its own.
+          if (printed) process.stdout.write("\n");
+          throw error;
+        }
         result = await stream.result;
         process.stdout.write("\n");
       }
@@ -218,7 +236,12 @@ async function run(argv: string[]): Promise<number> {
     if (values.verbose) printTimings(result);
     return 0;
   } catch (error) {
-    return reportError(error);
+    const code = reportError(error);
+    // The message names the API options; these are the flags that set them.
+    if (error instanceof ContextOverflowError) {
+      process.stderr.write("geb-cpu: --context-shift drops old tokens and goes on; --context-size N sets a larger context.\n");
+    }
+    return code;
   } finally {
     await model?.dispose();
   }

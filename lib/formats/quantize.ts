@@ -12,7 +12,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 
-import { InvalidArgumentError, IoError } from "../errors.js";
+import { AbortError, InvalidArgumentError, IoError } from "../errors.js";
 import type { ModelPlan, TensorRef, TensorType } from "../model/plan.js";
 import { encodeTensorValues, PLAN_TYPE_BLOCK } from "./tensor-encode.js";
 
@@ -129,6 +129,8 @@ export interface QuantizePlanOptions {
   cacheDir: string;
   /** Called after each tensor with the bytes of quantized output written so far. */
   onProgress?: (writtenBytes: number, totalBytes: number) => void;
+  /** Stops quantizing between chunks with AbortError; the partial cache file is removed. */
+  signal?: AbortSignal;
 }
 
 /** Result of `quantizePlan`. */
@@ -160,7 +162,7 @@ const CHUNK_BYTES = 16 * 2 ** 20;
  * tensors and the type, so an unchanged model reuses its file.
  *
  * Throws InvalidArgumentError for an unknown weight type, IoError when a file cannot be read or
- * the cache cannot be written.
+ * the cache cannot be written, AbortError when `options.signal` fires.
  */
 export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions): Promise<QuantizedPlan> {
   const weightType = options.weightType;
@@ -234,6 +236,7 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
       const rowsPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / sourceRowBytes));
       let position = offset;
       for (let row = 0; row < rows; row += rowsPerChunk) {
+        if (options.signal?.aborted) throw new AbortError(`Quantizing ${plan.files[0]} to ${weightType} was aborted.`);
         const count = Math.min(rowsPerChunk, rows - row);
         const bytes = new Uint8Array(count * sourceRowBytes);
         const { bytesRead } = await sources[tensor.file].read(bytes, 0, bytes.byteLength, tensor.offset + row * sourceRowBytes);

@@ -138,6 +138,14 @@ function resolveLogitBias(value: unknown, vocabSize: number): Map<number, number
     }
     bias.set(id, amount);
   }
+  let banned = 0;
+  for (const amount of bias.values()) if (amount === -Infinity) banned++;
+  if (banned === vocabSize) {
+    throw new InvalidArgumentError(
+      `Option logitBias bans all ${vocabSize} tokens with -Infinity, so no token can be sampled; leave at least one token allowed.`,
+      { expected: "at least one token not set to -Infinity", received: banned },
+    );
+  }
   return bias;
 }
 
@@ -247,6 +255,8 @@ export class Sampler {
     for (const [id, amount] of this.settings.logitBias) {
       if (id < work.length) work[id] = work[id]! + amount;
     }
+
+    limitToSampleable(work);
 
     const token = this.settings.temperature === 0 ? argmax(work) : this.draw(work);
     const logprob = wantLogprob ? work[token]! - logSumExp(work) : NaN;
@@ -499,6 +509,33 @@ export class Sampler {
       ids[i] = sortedIds[i]!;
       logits[i] = sortedScaled[i]!;
     }
+  }
+}
+
+/**
+ * Prepare a penalised row for the stages, which assume a finite maximum. A logit that overflowed
+ * float32 to +Infinity (a bias of 1e40, a repetition penalty of 1e-300) outranks every finite
+ * one, so only the +Infinity tokens stay, as equal logits of 0. NaN becomes -Infinity.
+ * Throws InvalidArgumentError when no token is left, because every logit is -Infinity or NaN.
+ */
+function limitToSampleable(work: Float32Array): void {
+  let infinite = 0;
+  let finite = 0;
+  for (let i = 0; i < work.length; i++) {
+    const value = work[i]!;
+    if (value === Infinity) infinite++;
+    else if (Number.isNaN(value)) work[i] = -Infinity;
+    else if (value !== -Infinity) finite++;
+  }
+  if (infinite > 0) {
+    for (let i = 0; i < work.length; i++) work[i] = work[i] === Infinity ? 0 : -Infinity;
+    return;
+  }
+  if (finite === 0) {
+    throw new InvalidArgumentError(
+      "Every token's logit is -Infinity or NaN after the penalties and logitBias, so no token can be sampled; ban fewer tokens or use smaller penalties.",
+      { expected: "at least one finite logit", received: 0 },
+    );
   }
 }
 

@@ -1,7 +1,9 @@
 // Turns a running generation into an async iterable of text pieces with a `result` promise.
 // Generation starts at once and does not wait for the reader: pieces queue up until read.
 // Leaving the loop early (break, return, throw) aborts the generation and frees its sequence.
+// A stream has one reader: a second `for await` throws InvalidArgumentError.
 
+import { InvalidArgumentError } from "../errors.js";
 import type { GenerateResult } from "./generation.js";
 
 /** Text pieces of a generation, plus its final result. */
@@ -89,9 +91,17 @@ export function createTextStream(
     }
   }
 
+  // Pieces are handed out once, so a second reader would wait forever for pieces the first took.
+  let iterated = false;
   return {
     result,
     abort: () => controller.abort(),
-    [Symbol.asyncIterator]: () => iterate(),
+    [Symbol.asyncIterator]: () => {
+      if (iterated) {
+        throw new InvalidArgumentError("This stream was already iterated, and a stream has one reader. Await stream.result for the final text.");
+      }
+      iterated = true;
+      return iterate();
+    },
   };
 }

@@ -6,7 +6,7 @@
 import { open, readFile, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
-import { GebError, IoError, ModelFormatError, UnsupportedError } from "../errors.js";
+import { GebError, InvalidArgumentError, IoError, ModelFormatError, UnsupportedError } from "../errors.js";
 import {
   getOptionalBool,
   getOptionalFloat32Array,
@@ -43,7 +43,8 @@ const GGUF_MAGIC_BYTES = "GGUF";
  * Loads a tokenizer from a SentencePiece `.model` file, a GGUF file (vocab-only or full; only the
  * header is read) or a GEB model directory.
  *
- * Throws IoError (`ERR_GEB_IO`) when the path cannot be read, ModelFormatError
+ * Throws InvalidArgumentError (`ERR_GEB_INVALID_ARGUMENT`) when `path` is not a non-empty string,
+ * IoError (`ERR_GEB_IO`) when the path cannot be read, ModelFormatError
  * (`ERR_GEB_MODEL_FORMAT`) for a malformed file and UnsupportedError (`ERR_GEB_UNSUPPORTED`) for a
  * tokenizer type this package does not implement (such as GGUF `tokenizer.ggml.model` = `gpt2`).
  *
@@ -52,6 +53,13 @@ const GGUF_MAGIC_BYTES = "GGUF";
  * const ids = tokenizer.encodePrompt("你好");
  */
 export async function loadTokenizer(path: string): Promise<Tokenizer> {
+  if (typeof path !== "string" || path === "") {
+    const shown = typeof path === "string" ? '""' : path === null ? "null" : typeof path;
+    throw new InvalidArgumentError(`loadTokenizer() needs a non-empty path string, received ${shown}.`, {
+      expected: "path to a tokenizer file, a GGUF file or a GEB directory",
+      received: path,
+    });
+  }
   const info = await statOrThrow(path);
   if (info.isDirectory()) return loadGebDirectory(path);
   if (await startsWithGgufMagic(path)) return loadGgufTokenizer(path);

@@ -200,13 +200,14 @@ export class Tokenizer {
   /**
    * Encodes text to ids without any prefix token (no `<s>`, no `[gMASK] sop`); SentencePiece's
    * dummy-prefix space is part of the encoding. See `EncodeOptions.specials`.
-   * Throws InvalidArgumentError (`ERR_GEB_INVALID_ARGUMENT`) when `text` is not a string.
+   * Throws InvalidArgumentError (`ERR_GEB_INVALID_ARGUMENT`) when `text` is not a string or the
+   * options are invalid.
    */
   encode(text: string, options: EncodeOptions = {}): number[] {
     if (typeof text !== "string") {
       throw new InvalidArgumentError(`encode() expects a string, received ${typeof text}.`, { received: typeof text });
     }
-    const specials = options.specials ?? "none";
+    const specials = checkOptionsObject("encode", options).specials ?? "none";
     if (specials !== "none" && specials !== "all") {
       throw new InvalidArgumentError(`Invalid specials option "${String(specials)}": use "none" or "all".`, {
         expected: ["none", "all"],
@@ -238,10 +239,17 @@ export class Tokenizer {
   /**
    * Decodes ids to text as SentencePiece's DecodeIds does. GEB special ids are written as their
    * text unless `skipSpecial`; ids at or past `vocabSize` (padding rows of a model's output) are
-   * written as `<pad:ID>`. Throws InvalidArgumentError for an id that is not a non-negative integer.
+   * written as `<pad:ID>`. Throws InvalidArgumentError when `ids` is not an array or holds
+   * an id that is not a non-negative integer, and for invalid options.
    */
-  decode(ids: readonly number[], options: DecodeOptions = {}): string {
-    const state = new DecodeState(this.decoderVocabulary, options.skipSpecial ?? false);
+  decode(ids: readonly number[] | Int32Array, options: DecodeOptions = {}): string {
+    if (!Array.isArray(ids) && !(ids instanceof Int32Array)) {
+      throw new InvalidArgumentError(`decode() expects an array of token ids, received ${describeValue(ids)}.`, {
+        expected: "number[] | Int32Array",
+        received: ids,
+      });
+    }
+    const state = new DecodeState(this.decoderVocabulary, checkSkipSpecial("decode", options));
     let text = "";
     for (const id of ids) text += state.push(this.checkId(id));
     return text + state.flush();
@@ -252,7 +260,7 @@ export class Tokenizer {
    * characters are known, and its outputs joined equal `decode` of the same ids.
    */
   createStreamDecoder(options: DecodeOptions = {}): StreamDecoder {
-    const state = new DecodeState(this.decoderVocabulary, options.skipSpecial ?? false);
+    const state = new DecodeState(this.decoderVocabulary, checkSkipSpecial("createStreamDecoder", options));
     return {
       push: (id: number) => state.push(this.checkId(id)),
       flush: () => state.flush(),
@@ -355,6 +363,37 @@ export class Tokenizer {
 }
 
 const utf8Encoder = new TextEncoder();
+
+/** Names a value's type for a message without printing large objects. */
+function describeValue(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "object") return Object.prototype.toString.call(value);
+  return typeof value;
+}
+
+/** Checks an options argument of `method`: undefined or a plain object. */
+function checkOptionsObject<T extends object>(method: string, options: T | undefined): Partial<T> {
+  if (options === undefined) return {};
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new InvalidArgumentError(`${method}() options must be an object, received ${describeValue(options)}.`, {
+      expected: "object",
+      received: options,
+    });
+  }
+  return options;
+}
+
+/** Returns the `skipSpecial` decode option, checked to be a boolean when given. */
+function checkSkipSpecial(method: string, options: DecodeOptions | undefined): boolean {
+  const skipSpecial = checkOptionsObject(method, options).skipSpecial;
+  if (skipSpecial !== undefined && typeof skipSpecial !== "boolean") {
+    throw new InvalidArgumentError(`${method}() option skipSpecial must be true or false, received ${describeValue(skipSpecial)}.`, {
+      expected: "boolean",
+      received: skipSpecial,
+    });
+  }
+  return skipSpecial ?? false;
+}
 
 /** Returns the byte value of a `<0xNN>` piece, or -1. */
 function parseBytePiece(piece: string): number {
