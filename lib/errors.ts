@@ -29,16 +29,18 @@ export interface GebErrorDetails {
 /** Base class of every error geb-cpu throws. */
 export class GebError extends Error {
   readonly code: GebErrorCode;
-  readonly path?: string;
-  readonly expected?: unknown;
-  readonly received?: unknown;
+  // Declared only, so an error without these details has no such own properties and prints cleanly.
+  declare readonly path?: string;
+  declare readonly expected?: unknown;
+  declare readonly received?: unknown;
 
   constructor(code: GebErrorCode, message: string, details: GebErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.code = code;
-    if (details.path !== undefined) this.path = details.path;
-    if (details.expected !== undefined) this.expected = details.expected;
-    if (details.received !== undefined) this.received = details.received;
+    const self = this as { path?: string; expected?: unknown; received?: unknown };
+    if (details.path !== undefined) self.path = details.path;
+    if (details.expected !== undefined) self.expected = details.expected;
+    if (details.received !== undefined) self.received = details.received;
     Object.defineProperty(this, "name", { value: new.target.name, enumerable: false, configurable: true });
   }
 }

@@ -368,5 +368,6 @@ describe("geb-cpu CLI in-process", () => {
     expect(code).toBe(2);
     expect(stderr).toContain("geb-cpu: ");
     expect(stderr).toContain("--bogus");
+    expect(stderr).toContain("(ERR_GEB_INVALID_ARGUMENT)");
   });
 });

@@ -2,7 +2,7 @@
 // expects, the package version and the one way errors are printed.
 import { createRequire } from "node:module";
 
-import { GebError } from "../errors.js";
+import { GebError, InvalidArgumentError } from "../errors.js";
 
 /** One subcommand of `geb-cpu`, exported as `command` from lib/cli/<name>.ts. */
 export interface CliCommand {
@@ -28,6 +28,12 @@ export function packageVersion(): string {
  * `usageError` is set, else 1.
  */
 export function printError(error: unknown, usageError = false): number {
+  // node:util parseArgs throws plain errors with ERR_PARSE_ARGS_* codes; report them under the
+  // package's own code so scripts see one code for every bad command line.
+  const nodeCode = (error as { code?: unknown } | null)?.code;
+  if (!(error instanceof GebError) && error instanceof Error && typeof nodeCode === "string" && nodeCode.startsWith("ERR_PARSE_ARGS")) {
+    error = new InvalidArgumentError(error.message, { cause: error });
+  }
   if (error instanceof GebError) {
     process.stderr.write(`geb-cpu: ${error.message} (${error.code})\n`);
   } else if (error instanceof Error) {
