@@ -220,8 +220,11 @@ export async function runGeneration(
     }
 
     // Text still held back (an incomplete stop string, a partial UTF-8 character) is final now.
+    // When maxTokens cut the output inside a character, its leading bytes are left out, as on
+    // abort: they are not yet text. Bytes that stay invalid before a stop token become U+FFFD.
     if (stoppedBy === undefined || "token" in stoppedBy) {
-      const tail = stopFilter.push(prefix.push(decoder.flush()) + prefix.flush());
+      const decoderTail = finishReason === "length" ? "" : decoder.flush();
+      const tail = stopFilter.push(prefix.push(decoderTail) + prefix.flush());
       emit(tail.text);
       if (tail.stoppedBy !== undefined && stoppedBy === undefined) {
         finishReason = "stop";
