@@ -20,6 +20,9 @@
       "NAPI_VERSION=8",
       "NAPI_CPP_EXCEPTIONS",
       "NODE_ADDON_API_DISABLE_DEPRECATED",
+      # A JS exception that cannot be thrown because the environment is shutting down (a worker
+      # terminated during a forward step) is dropped instead of ending the process.
+      "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
     ],
     "cflags!": ["-fno-exceptions"],
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],

@@ -43,6 +43,40 @@ function checkInteger(name: string, value: unknown, min: number, max: number): n
   return value;
 }
 
+function checkObject(name: string, value: unknown): void {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new InvalidArgumentError(`${name} must be an object, received ${value === null ? "null" : typeof value}.`, {
+      expected: "object",
+      received: value,
+    });
+  }
+}
+
+// The native engine stores these hyperparameters as float32: a double that is finite here but
+// overflows float32 (1e300) would silently become Infinity there.
+function checkFloat32Positive(name: string, value: unknown): void {
+  if (typeof value !== "number" || !Number.isFinite(Math.fround(value)) || !(Math.fround(value) > 0)) {
+    throw new InvalidArgumentError(
+      `${name} must be a positive number that fits a 32-bit float, received ${String(value)}. Check the model's config.`,
+      { expected: "positive finite float32", received: value },
+    );
+  }
+}
+
+type TypedArrayClass = typeof Int32Array | typeof Uint8Array;
+
+function checkTypedArray(name: string, value: unknown, type: TypedArrayClass): void {
+  if (!(value instanceof type)) {
+    let received: string = typeof value;
+    if (value === null) received = "null";
+    else if (typeof value === "object") received = value.constructor?.name ?? "object";
+    throw new InvalidArgumentError(`${name} must be an ${type.name}, received ${received}.`, {
+      expected: type.name,
+      received,
+    });
+  }
+}
+
 // Replaces the stack of a mapped native error with the stack captured where the caller entered,
 // so an async rejection points at the caller's line instead of the event loop.
 function withCallerStack(error: GebError, site: Error): GebError {
@@ -79,13 +113,19 @@ export class Engine {
 
   /**
    * Maps the plan's files and allocates the KV cache and scratch buffers.
-   * @throws InvalidArgumentError for invalid options.
+   * @throws InvalidArgumentError for invalid options, a plan that is not an object, or an rmsEps or
+   *   ropeBase that does not fit a positive 32-bit float.
    * @throws CpuFeatureError for a tier this CPU cannot run.
    * @throws ModelFormatError for a plan whose tensors are missing, misshapen or outside their files.
    * @throws UnsupportedError for a weight type or architecture the engine cannot run.
    * @throws IoError when a file cannot be mapped or the KV cache cannot be reserved.
    */
   static async create(plan: ModelPlan, options: EngineOptions = {}): Promise<Engine> {
+    checkObject("plan", plan);
+    checkObject("plan.hparams", plan.hparams);
+    checkFloat32Positive("plan.hparams.rmsEps", plan.hparams.rmsEps);
+    checkFloat32Positive("plan.hparams.ropeBase", plan.hparams.ropeBase);
+    checkObject("options", options);
     const addon = binding();
     const threads =
       options.threads === undefined ? addon.defaultThreads() : checkInteger("threads", options.threads, 1, MAX_THREADS);
@@ -151,6 +191,21 @@ export class Engine {
   ): Promise<Float32Array> {
     const site = new Error();
     this.#checkUsable("forward");
+    checkTypedArray("seqIds", seqIds, Int32Array);
+    checkTypedArray("positions", positions, Int32Array);
+    checkTypedArray("tokens", tokens, Int32Array);
+    checkTypedArray("wantsLogits", wantsLogits, Uint8Array);
+    if (abortFlag !== undefined) {
+      checkTypedArray("abortFlag", abortFlag, Int32Array);
+      // The native step reads the flag from another thread until it ends; a plain ArrayBuffer
+      // could be transferred or shrunk meanwhile, a SharedArrayBuffer cannot.
+      if (!(abortFlag.buffer instanceof SharedArrayBuffer) || abortFlag.length < 1) {
+        throw new InvalidArgumentError(
+          "abortFlag must be a non-empty Int32Array over a SharedArrayBuffer, such as new Int32Array(new SharedArrayBuffer(4)).",
+          { expected: "Int32Array over SharedArrayBuffer", received: abortFlag.buffer.constructor.name },
+        );
+      }
+    }
     const n = seqIds.length;
     if (n === 0 || positions.length !== n || tokens.length !== n || wantsLogits.length !== n) {
       throw new InvalidArgumentError(

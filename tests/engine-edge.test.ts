@@ -3,7 +3,20 @@
 // was. Also checks that creating and disposing engines in a loop releases file descriptors and
 // mappings. Uses llama-tiny with a small context so the whole file runs in a few seconds.
 
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import {
+  copyFileSync,
+  mkdtempSync,
+  openSync,
+  closeSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
@@ -13,7 +26,7 @@ import { Engine } from "../lib/engine.js";
 import { GebError } from "../lib/errors.js";
 import { openModelFiles } from "../lib/model/load-plan.js";
 import type { ModelPlan } from "../lib/model/plan.js";
-import { binding, KERNEL_TIERS } from "../lib/native.js";
+import { binding, bindingPath, KERNEL_TIERS } from "../lib/native.js";
 import { LLAMA_TINY_GGUF } from "./fixtures.js";
 
 const i32 = (...values: number[]): Int32Array => Int32Array.from(values);
@@ -81,6 +94,11 @@ describe("Engine.forward argument checks", () => {
       ["abort flag plain array", () => engine.forward(i32(0), i32(0), i32(1), u8(1), [1] as never), "ERR_GEB_INVALID_ARGUMENT"],
       ["abort flag Uint8Array", () => engine.forward(i32(0), i32(0), i32(1), u8(1), u8(1) as never), "ERR_GEB_INVALID_ARGUMENT"],
       ["empty abort flag", () => engine.forward(i32(0), i32(0), i32(1), u8(1), i32()), "ERR_GEB_INVALID_ARGUMENT"],
+      // a plain ArrayBuffer could be detached or shrunk while the step reads it
+      ["abort flag over ArrayBuffer", () => engine.forward(i32(0), i32(0), i32(1), u8(1), new Int32Array(1)), "ERR_GEB_INVALID_ARGUMENT"],
+      ["null seqIds", () => engine.forward(null as never, i32(0), i32(1), u8(1)), "ERR_GEB_INVALID_ARGUMENT"],
+      ["null positions", () => engine.forward(i32(0), null as never, i32(1), u8(1)), "ERR_GEB_INVALID_ARGUMENT"],
+      ["no arguments", () => (engine.forward as () => Promise<Float32Array>)(), "ERR_GEB_INVALID_ARGUMENT"],
     ];
     for (const [name, run, code] of cases) {
       expect(await errorCode(run), name).toBe(code);
@@ -270,5 +288,156 @@ describe("Engine.create plan checks", () => {
     const missingTier = KERNEL_TIERS.find((tier) => !(raw.kernelTiers() as string[]).includes(tier));
     expect(missingTier).toBeDefined();
     expect(await errorCode(() => new Ctor(plan, { ...good, tier: missingTier }))).toBe("ERR_GEB_CPU_FEATURE");
+  });
+});
+
+describe("native robustness", () => {
+  const options = { threads: 1, contextSize: 16 };
+  const rawOptions = { threads: 1, tier: "scalar", kvType: "f32", nSeqMax: 1, contextSize: 16 };
+
+  // Runs a plain ESM script in a child node process, so a crash (abort, SIGSEGV, hang) fails the
+  // test instead of taking vitest down. `shell` prefixes a bash command such as a ulimit.
+  function runChild(name: string, source: string, args: string[], shell = ""): { status: number | null; out: string } {
+    const script = path.join(workDir, name);
+    writeFileSync(script, source);
+    const command = `${shell} exec ${JSON.stringify(process.execPath)} ${[script, ...args].map((a) => JSON.stringify(a)).join(" ")}`;
+    const result = spawnSync("bash", ["-c", command], { encoding: "utf8", timeout: 60_000 });
+    return { status: result.status, out: `${result.stdout}${result.stderr}${result.signal ? ` signal ${result.signal}` : ""}` };
+  }
+
+  it("survives worker.terminate() during a forward step", () => {
+    const planFile = path.join(workDir, "plan.json");
+    writeFileSync(planFile, JSON.stringify(plan));
+    // The worker loads the addon directly and starts a long step. The main thread terminates it
+    // right after the step is queued, four times, so steps complete while the worker shuts down.
+    const source = `
+import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
+import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
+if (isMainThread) {
+  const [bin, planFile] = process.argv.slice(2);
+  for (let round = 0; round < 4; round++) {
+    const worker = new Worker(new URL(import.meta.url), { workerData: { bin, planFile } });
+    await new Promise((resolve, reject) => { worker.once("message", resolve); worker.once("error", reject); });
+    await new Promise((resolve) => setTimeout(resolve, round * 3));
+    await worker.terminate();
+  }
+  console.log("main survived");
+} else {
+  const addon = createRequire(import.meta.url)(workerData.bin);
+  const plan = JSON.parse(readFileSync(workerData.planFile, "utf8"));
+  const engine = new addon.Engine(plan, { threads: 1, tier: "scalar", kvType: "f32", nSeqMax: 1, contextSize: 256 });
+  const n = 256;
+  const step = engine.forward(new Int32Array(n), Int32Array.from({ length: n }, (_, i) => i), new Int32Array(n).fill(5), new Uint8Array(n).fill(1));
+  parentPort.postMessage("started");
+  await step;
+}
+`;
+    const { status, out } = runChild("terminate-worker.mjs", source, [bindingPath(), planFile]);
+    expect(out).toContain("main survived");
+    expect(status).toBe(0);
+  }, 60_000);
+
+  it("raw binding rejects unshared abort flags", async () => {
+    const raw = binding();
+    const engine = new raw.Engine(plan, rawOptions);
+    const resizable = new ArrayBuffer(16, { maxByteLength: 64 } as never);
+    for (const flag of [new Int32Array(4), new Int32Array(resizable)]) {
+      expect(await errorCode(() => engine.forward(i32(0), i32(0), i32(1), u8(1), flag))).toBe("ERR_GEB_INVALID_ARGUMENT");
+    }
+    const shared = new Int32Array(new SharedArrayBuffer(4));
+    expect((await engine.forward(i32(0), i32(0), i32(1), u8(1), shared)).length).toBe(engine.info().nVocab);
+    await engine.dispose();
+  });
+
+  it("fails steps after the file changes", async () => {
+    for (const change of ["truncate", "rewrite"] as const) {
+      const copy = path.join(workDir, `changed-${change}.gguf`);
+      copyFileSync(LLAMA_TINY_GGUF, copy);
+      // an old mtime, so the rewrite below changes it even on a coarse-grained clock
+      utimesSync(copy, new Date(2020, 0, 1), new Date(2020, 0, 1));
+      const engine = await Engine.create((await openModelFiles(copy)).plan, options);
+      expect((await engine.forward(i32(0), i32(0), i32(1), u8(1))).length).toBe(engine.nVocab);
+      if (change === "truncate") {
+        truncateSync(copy, 1 << 20);
+      } else {
+        const fd = openSync(copy, "r+");
+        writeSync(fd, Buffer.alloc(4096, 0x7f), 0, 4096, 1 << 16);
+        closeSync(fd);
+      }
+      const error = await engine.forward(i32(0), i32(1), i32(2), u8(1)).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error, change).toBeInstanceOf(GebError);
+      expect((error as GebError).code, change).toBe("ERR_GEB_MODEL_FORMAT");
+      expect((error as GebError).message, change).toContain("changed on disk");
+      expect(engine.sequenceLength(0)).toBe(1);
+      await engine.dispose();
+    }
+  });
+
+  it("keeps working after file deletion", async () => {
+    const copy = path.join(workDir, "deleted.gguf");
+    copyFileSync(LLAMA_TINY_GGUF, copy);
+    const engine = await Engine.create((await openModelFiles(copy)).plan, options);
+    const before = await engine.forward(i32(0, 0), i32(0, 1), i32(1, 2), u8(0, 1));
+    rmSync(copy);
+    engine.clearSequence(0);
+    expect(await engine.forward(i32(0, 0), i32(0, 1), i32(1, 2), u8(0, 1))).toEqual(before);
+    await engine.dispose();
+  });
+
+  it("rejects a FIFO or directory promptly", async () => {
+    const fifo = path.join(workDir, "model.fifo");
+    expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
+    for (const file of [fifo, workDir]) {
+      const broken = clonePlan(plan);
+      broken.files = [file];
+      expect(await errorCode(() => Engine.create(broken, options)), file).toBe("ERR_GEB_MODEL_FORMAT");
+    }
+  });
+
+  it("maps a failed huge allocation to ERR_GEB_IO", async () => {
+    // 2^20 rows times 2^20 tokens is a 4 TiB output, which cannot be allocated
+    const rows = 1 << 20;
+    const w = new Uint8Array(rows * 4);
+    const x = new Float32Array(rows);
+    const code = await errorCode(() => binding().kernels.matmul("f32", w, rows, 1, x, rows, "scalar"));
+    expect(code).toBe("ERR_GEB_IO");
+  });
+
+  it("maps a thread start failure to ERR_GEB_IO", () => {
+    const planFile = path.join(workDir, "plan-threads.json");
+    writeFileSync(planFile, JSON.stringify(plan));
+    // glibc gives each thread a stack of the stack limit's size, so 1023 workers with 8 MiB stacks
+    // need 8 GiB of address space and cannot all start under a 6 GB limit.
+    const source = `
+import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
+const [bin, planFile] = process.argv.slice(2);
+const addon = createRequire(import.meta.url)(bin);
+const plan = JSON.parse(readFileSync(planFile, "utf8"));
+try {
+  const engine = new addon.Engine(plan, { threads: 1024, tier: "scalar", kvType: "f32", nSeqMax: 1, contextSize: 16 });
+  console.log("created", engine.info().threads);
+} catch (error) {
+  console.log("code", error.code);
+}
+`;
+    const { status, out } = runChild("many-threads.mjs", source, [bindingPath(), planFile], "ulimit -s 8192; ulimit -v 6000000;");
+    expect(status, out).toBe(0);
+    expect(out).toContain("code ERR_GEB_IO");
+  }, 60_000);
+
+  it("rejects null options and float32 overflow", async () => {
+    expect(await errorCode(() => Engine.create(plan, null as never))).toBe("ERR_GEB_INVALID_ARGUMENT");
+    expect(await errorCode(() => Engine.create(undefined as never))).toBe("ERR_GEB_INVALID_ARGUMENT");
+    for (const field of ["rmsEps", "ropeBase"] as const) {
+      const broken = clonePlan(plan);
+      broken.hparams[field] = 1e300;
+      expect(await errorCode(() => Engine.create(broken, options)), field).toBe("ERR_GEB_INVALID_ARGUMENT");
+      expect(await errorCode(() => new (binding().Engine)(broken, rawOptions)), `raw ${field}`).toBe("ERR_GEB_INVALID_ARGUMENT");
+    }
   });
 });

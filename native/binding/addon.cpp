@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cpu/cpu.h"
+#include "binding/guard.h"
 #include "register.h"
 
 // The package version, passed by binding.gyp from package.json. Stringized from its tokens so
@@ -102,10 +103,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 
 void RegisterCpu(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::String::New(env, GEB_CPU_VERSION_STRING));
-  exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures, "cpuFeatures"));
-  exports.Set("kernelTiers", Napi::Function::New(env, KernelTiers, "kernelTiers"));
-  exports.Set("bestTier", Napi::Function::New(env, BestTier, "bestTier"));
-  exports.Set("defaultThreads", Napi::Function::New(env, DefaultThreads, "defaultThreads"));
+  exports.Set("cpuFeatures", Napi::Function::New(env, geb::binding::Guarded<CpuFeatures>, "cpuFeatures"));
+  exports.Set("kernelTiers", Napi::Function::New(env, geb::binding::Guarded<KernelTiers>, "kernelTiers"));
+  exports.Set("bestTier", Napi::Function::New(env, geb::binding::Guarded<BestTier>, "bestTier"));
+  exports.Set("defaultThreads", Napi::Function::New(env, geb::binding::Guarded<DefaultThreads>, "defaultThreads"));
 }
 
 NODE_API_MODULE(geb_cpu, Init)

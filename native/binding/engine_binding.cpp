@@ -3,15 +3,18 @@
 // structs on the main thread. forward() then runs as one async work item whose Execute touches no
 // JS value and drives the engine's own thread pool. One forward step runs at a time per engine, so
 // a second call while one runs is rejected, and so are the sequence operations.
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
 #include "core/error.h"
 #include "core/forward.h"
+#include "guard.h"
 #include "register.h"
 #include "tier_arg.h"
 
@@ -51,6 +54,9 @@ PlanSpec read_plan(Napi::Env env, Napi::Value value) {
   h.n_ctx_train = get_int(env, hp.Get("nCtxTrain"), "plan.hparams.nCtxTrain", 1);
   h.rms_eps = static_cast<float>(get_number(env, hp.Get("rmsEps"), "plan.hparams.rmsEps"));
   h.rope_base = static_cast<float>(get_number(env, hp.Get("ropeBase"), "plan.hparams.ropeBase"));
+  // finite as doubles, but the engine keeps them as float32, where 1e300 becomes infinity
+  if (!std::isfinite(h.rms_eps)) throw invalid_argument(env, "plan.hparams.rmsEps does not fit a 32-bit float");
+  if (!std::isfinite(h.rope_base)) throw invalid_argument(env, "plan.hparams.ropeBase does not fit a 32-bit float");
   h.rope_dim = get_int(env, hp.Get("ropeDim"), "plan.hparams.ropeDim", 0);
 
   Napi::Array files = get_array(env, obj.Get("files"), "plan.files");
@@ -77,6 +83,15 @@ PlanSpec read_plan(Napi::Env env, Napi::Value value) {
     plan.tensors.push_back(std::move(spec));
   }
   return plan;
+}
+
+// Returns true for a SharedArrayBuffer. Node 20's Node-API has no napi_is_sharedarraybuffer, so
+// the check is: not a plain ArrayBuffer (napi_is_arraybuffer), and instanceof SharedArrayBuffer.
+bool is_shared_array_buffer(Napi::Env env, Napi::Value buffer) {
+  if (!buffer.IsObject() || buffer.IsArrayBuffer()) return false;
+  Napi::Value ctor = env.Global().Get("SharedArrayBuffer");
+  if (!ctor.IsFunction()) return false;
+  return buffer.As<Napi::Object>().InstanceOf(ctor.As<Napi::Function>());
 }
 
 EngineOptions read_options(Napi::Env env, Napi::Value value) {
@@ -124,28 +139,30 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Engine",
                        {
-                           InstanceMethod<&EngineWrap::Forward>("forward"),
-                           InstanceMethod<&EngineWrap::ClearSequence>("clearSequence"),
-                           InstanceMethod<&EngineWrap::TruncateSequence>("truncateSequence"),
-                           InstanceMethod<&EngineWrap::ShiftSequence>("shiftSequence"),
-                           InstanceMethod<&EngineWrap::SequenceLength>("sequenceLength"),
-                           InstanceMethod<&EngineWrap::Info>("info"),
-                           InstanceMethod<&EngineWrap::Dispose>("dispose"),
+                           InstanceMethod<&EngineWrap::Guarded<&EngineWrap::Forward>>("forward"),
+                           InstanceMethod<&EngineWrap::Guarded<&EngineWrap::ClearSequence>>("clearSequence"),
+                           InstanceMethod<&EngineWrap::Guarded<&EngineWrap::TruncateSequence>>("truncateSequence"),
+                           InstanceMethod<&EngineWrap::Guarded<&EngineWrap::ShiftSequence>>("shiftSequence"),
+                           InstanceMethod<&EngineWrap::Guarded<&EngineWrap::SequenceLength>>("sequenceLength"),
+                           InstanceMethod<&EngineWrap::Guarded<&EngineWrap::Info>>("info"),
+                           InstanceMethod<&EngineWrap::Guarded<&EngineWrap::Dispose>>("dispose"),
                        });
   }
 
   // new Engine(plan, { threads, tier, kvType, contextSize?, nSeqMax })
   explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
     Napi::Env env = info.Env();
-    const PlanSpec plan = read_plan(env, info[0]);
-    const EngineOptions options = read_options(env, info[1]);
-    try {
-      engine_ = std::make_unique<geb::Engine>(plan, options);
-    } catch (const EngineError& e) {
-      throw coded_error(env, e);
-    } catch (const std::bad_alloc&) {
-      throw CodedError(env, kErrIo, "out of memory while creating the engine; lower contextSize or nSeqMax");
-    }
+    guard(env, [&] {
+      const PlanSpec plan = read_plan(env, info[0]);
+      const EngineOptions options = read_options(env, info[1]);
+      try {
+        engine_ = std::make_unique<geb::Engine>(plan, options);
+      } catch (const std::bad_alloc&) {
+        throw CodedError(env, kErrIo, "out of memory while creating the engine; lower contextSize or nSeqMax");
+      } catch (const std::system_error& e) {
+        throw CodedError(env, kErrIo, std::string("cannot start the engine's threads (") + e.what() + "); use fewer threads");
+      }
+    });
   }
 
   geb::Engine& engine() { return *engine_; }
@@ -157,6 +174,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
  private:
+  // An instance method wrapped in guard(), so no C++ exception leaves it uncoded.
+  template <Napi::Value (EngineWrap::*Method)(const Napi::CallbackInfo&)>
+  Napi::Value Guarded(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&] { return (this->*Method)(info); });
+  }
+
   void ThrowIfUnusable(Napi::Env env, const char* method) {
     if (disposed_) throw CodedError(env, kErrDisposed, std::string("Engine.") + method + "() was called after dispose()");
     if (busy_) {
@@ -187,6 +210,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Value abort_array = env.Undefined();
     if (info.Length() > 4 && !info[4].IsUndefined() && !info[4].IsNull()) {
       Napi::Int32Array flag = get_i32(env, info[4], "abortFlag");
+      // The worker thread reads the flag during the whole step. A plain ArrayBuffer can be
+      // detached (transferred) or shrunk (resizable) meanwhile, so the thread would read freed
+      // memory. A SharedArrayBuffer can be neither detached nor shrunk.
+      if (!is_shared_array_buffer(env, flag.ArrayBuffer())) {
+        throw invalid_argument(env, "abortFlag must be an Int32Array over a SharedArrayBuffer");
+      }
       if (flag.ElementLength() < 1) throw invalid_argument(env, "abortFlag must have at least one element");
       abort_flag = flag.Data();
       abort_array = flag;
@@ -329,6 +358,9 @@ ForwardWorker::~ForwardWorker() { owner_->Unref(); }
 
 void ForwardWorker::Execute() {
   try {
+    // A mapped file truncated since load would fault with SIGBUS, one rewritten would give wrong
+    // logits; both fail the step here instead.
+    owner_->engine().model().check_files_unchanged();
     owner_->engine().forward(batch_, abort_flag_, logits_);
   } catch (const EngineError& e) {
     error_code_ = e.code();
@@ -342,19 +374,34 @@ void ForwardWorker::Execute() {
   }
 }
 
+// OnOK and OnError run in node-addon-api's completion callback. An exception thrown there while
+// the environment shuts down (worker.terminate() during a step) ends the whole process, so
+// neither lets one out. StepDone() runs first, so a pending dispose() still releases the engine.
 void ForwardWorker::OnOK() {
-  Napi::Env env = Env();
-  Napi::Float32Array out = Napi::Float32Array::New(env, logits_.size());
-  if (!logits_.empty()) std::memcpy(out.Data(), logits_.data(), logits_.size() * sizeof(float));
   owner_->StepDone();
-  deferred_.Resolve(out);
+  Napi::Env env = Env();
+  try {
+    Napi::Float32Array out = Napi::Float32Array::New(env, logits_.size());
+    if (!logits_.empty()) std::memcpy(out.Data(), logits_.data(), logits_.size() * sizeof(float));
+    deferred_.Resolve(out);
+  } catch (const Napi::Error&) {
+    // The environment is shutting down or out of memory, so no caller can receive the result.
+    try {
+      deferred_.Reject(CodedError(env, kErrIo, "could not return the logits of the forward step").Value());
+    } catch (const Napi::Error&) {
+    }
+  }
 }
 
 void ForwardWorker::OnError(const Napi::Error& error) {
-  Napi::Env env = Env();
-  const std::string message = error.Message();
   owner_->StepDone();
-  deferred_.Reject(CodedError(env, error_code_name(error_code_), message).Value());
+  Napi::Env env = Env();
+  try {
+    const std::string message = error.Message();
+    deferred_.Reject(CodedError(env, error_code_name(error_code_), message).Value());
+  } catch (const Napi::Error&) {
+    // Same as in OnOK: the environment is shutting down and the rejection has no observer.
+  }
 }
 
 }  // namespace

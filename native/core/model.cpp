@@ -169,6 +169,10 @@ Model::Model(const PlanSpec& plan) : hparams_(plan.hparams) {
   }
 }
 
+void Model::check_files_unchanged() const {
+  for (const MappedFile& f : files_) f.check_unchanged();
+}
+
 uint64_t Model::mapped_bytes() const {
   uint64_t total = 0;
   for (const MappedFile& f : files_) total += f.size();

@@ -90,6 +90,9 @@ class Model {
   // Conversions done at load, one line each, such as "blk.0.attn_norm: bf16 -> f32".
   const std::vector<std::string>& conversions() const { return conversions_; }
   uint64_t mapped_bytes() const;
+  // Throws EngineError (ModelFormat) when a mapped file was truncated or rewritten since load
+  // (MappedFile::check_unchanged). Called before each forward step.
+  void check_files_unchanged() const;
 
  private:
   Hparams hparams_;

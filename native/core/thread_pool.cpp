@@ -30,7 +30,20 @@ inline void cpu_relax() {
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
   workers_.reserve(static_cast<size_t>(n_threads_ - 1));
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+  try {
+    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+  } catch (...) {
+    // Thread creation throws std::system_error when the system runs out of threads or address
+    // space. The destructor does not run for a half-built pool, and destroying a joinable
+    // std::thread ends the process, so the started workers are stopped and joined here.
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_.store(true, std::memory_order_release);
+    }
+    wake_.notify_all();
+    for (std::thread& worker : workers_) worker.join();
+    throw;
+  }
 }
 
 ThreadPool::~ThreadPool() {
