@@ -144,7 +144,7 @@ async function main() {
   const bandwidth = {};
   const probeBandwidth = async (when) => {
     for (const threads of threadCounts) {
-      const measured = (await measureReadBandwidth(threads)).bytesPerSecond;
+      const measured = (await measureReadBandwidth(threads, 5, workerEnv.GEB_CPU_BINARY)).bytesPerSecond;
       bandwidth[threads] = Math.max(bandwidth[threads] ?? 0, measured);
       log(`read bandwidth ${when}, ${threads} thread(s): ${(measured / 1e9).toFixed(1)} GB/s`);
     }
@@ -241,7 +241,7 @@ function renderMarkdown(report) {
   );
   lines.push("");
   lines.push(
-    `Read bandwidth (JS probe, bench/bandwidth.mjs): ` +
+    `Read bandwidth (native probe, bench/bandwidth.mjs): ` +
       Object.entries(report.bandwidth)
         .map(([t, b]) => `${t} thread(s) ${(b / 1e9).toFixed(1)} GB/s`)
         .join(", "),

@@ -167,6 +167,21 @@ export interface NativeKernels {
   /** silu(a) * b. */
   swiglu(a: Float32Array, b: Float32Array, tier: KernelTier): Float32Array;
   softmax(x: Float32Array, tier: KernelTier): Float32Array;
+  /**
+   * Memory read bandwidth probe: reads a `bytes`-byte buffer (1 MiB to 1 TiB; use several times
+   * the last-level cache) `passes` times with a pool of `threads` threads and the tier's read
+   * loop, and reports the best pass. Blocks the calling thread while it runs; for benchmarks.
+   */
+  readBandwidth(bytes: number, threads: number, passes: number, tier: KernelTier): ReadBandwidthResult;
+}
+
+/** Result of `kernels.readBandwidth`. */
+export interface ReadBandwidthResult {
+  /** Bytes read per second in the best pass, all threads together. */
+  bytesPerSecond: number;
+  /** Wall time of the best pass in milliseconds. */
+  bestMs: number;
+  threads: number;
 }
 
 /** Exports added by `RegisterEngine` in native/binding/engine_binding.cpp. */

@@ -169,3 +169,23 @@ describe("kernels argument checks", () => {
     );
   });
 });
+
+describe("kernels.readBandwidth", () => {
+  it("reads a buffer with one and two threads and reports the rate", () => {
+    for (const threads of [1, 2]) {
+      const r = kernels.readBandwidth(4 * 2 ** 20, threads, 2, TIERS[TIERS.length - 1]!);
+      expect(r.threads).toBe(threads);
+      expect(r.bestMs).toBeGreaterThan(0);
+      // any machine that runs the tests reads faster than 10 MB/s
+      expect(r.bytesPerSecond).toBeGreaterThan(1e7);
+      expect(r.bytesPerSecond).toBeCloseTo((4 * 2 ** 20) / (r.bestMs / 1000), -3);
+    }
+  });
+
+  it("rejects sizes below 1 MiB and zero threads or passes", () => {
+    const invalid = expect.objectContaining({ code: "ERR_GEB_INVALID_ARGUMENT" });
+    expect(() => kernels.readBandwidth(1000, 1, 1, "scalar")).toThrow(invalid);
+    expect(() => kernels.readBandwidth(2 ** 20, 0, 1, "scalar")).toThrow(invalid);
+    expect(() => kernels.readBandwidth(2 ** 20, 1, 0, "scalar")).toThrow(invalid);
+  });
+});

@@ -4,13 +4,16 @@
 // output; these entry points are not for the forward pass.
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <vector>
 
+#include "core/bandwidth.h"
 #include "core/error.h"
 #include "core/kernel_table.h"
 #include "core/rope_tables.h"
 #include "kernels/kernels.h"
 #include "kernels/numeric.h"
+#include "guard.h"
 #include "tier_arg.h"
 
 namespace geb::binding {
@@ -155,16 +158,39 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   return to_js(env, y);
 }
 
+// readBandwidth(bytes, threads, passes, tier) -> { bytesPerSecond, bestMs, threads }
+// Blocks the calling thread for the whole probe (about passes * bytes / bandwidth): for
+// benchmarks, not for a server's main thread.
+Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t bytes = get_integer(env, info[0], "bytes", int64_t{1} << 20, int64_t{1} << 40);
+  const int threads = get_int(env, info[1], "threads", 1, 1024);
+  const int passes = get_int(env, info[2], "passes", 1, 1000);
+  const kernels::KernelTable& kt = table_for(env, info[3]);
+  BandwidthResult r;
+  try {
+    r = measure_read_bandwidth(kt, static_cast<size_t>(bytes), threads, passes);
+  } catch (const std::bad_alloc&) {
+    throw CodedError(env, kErrInvalidArgument, "could not allocate " + std::to_string(bytes) + " bytes for the bandwidth probe; pass a smaller size");
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("bytesPerSecond", r.bytes_per_second);
+  out.Set("bestMs", r.best_seconds * 1000.0);
+  out.Set("threads", r.threads);
+  return out;
+}
+
 }  // namespace
 
 Napi::Object CreateKernelsExport(Napi::Env env) {
   Napi::Object k = Napi::Object::New(env);
-  k.Set("matmul", Napi::Function::New(env, Matmul, "matmul"));
-  k.Set("rmsnorm", Napi::Function::New(env, Rmsnorm, "rmsnorm"));
-  k.Set("rope", Napi::Function::New(env, Rope, "rope"));
-  k.Set("attention", Napi::Function::New(env, Attention, "attention"));
-  k.Set("swiglu", Napi::Function::New(env, Swiglu, "swiglu"));
-  k.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
+  k.Set("matmul", Napi::Function::New(env, Guarded<Matmul>, "matmul"));
+  k.Set("rmsnorm", Napi::Function::New(env, Guarded<Rmsnorm>, "rmsnorm"));
+  k.Set("rope", Napi::Function::New(env, Guarded<Rope>, "rope"));
+  k.Set("attention", Napi::Function::New(env, Guarded<Attention>, "attention"));
+  k.Set("swiglu", Napi::Function::New(env, Guarded<Swiglu>, "swiglu"));
+  k.Set("softmax", Napi::Function::New(env, Guarded<Softmax>, "softmax"));
+  k.Set("readBandwidth", Napi::Function::New(env, Guarded<ReadBandwidth>, "readBandwidth"));
   return k;
 }
 

@@ -19,6 +19,11 @@ namespace {
 // threads, large enough that the atomic claim is noise next to the row's dot products.
 constexpr int64_t kMinMatmulRows = 16;
 
+// Attention jobs below this many query-key multiply-adds (summed over the job's items) run on the
+// calling thread. Early in a decode one token's attention takes a microsecond or two, which by our
+// estimate is about what handing half of it to another thread and waiting for it costs.
+constexpr int64_t kMinParallelAttentionMacs = int64_t{1} << 17;
+
 struct MatmulTask {
   const Matrix* w;
   const float* x;  // (n_tokens, w->cols)
@@ -261,7 +266,11 @@ void Engine::forward_chunk(const BatchEntry* entries, int n, const int32_t* abor
 
     // attention over the cache: one item per (token, KV head), each over positions 0..pos
     const kernels::AttentionFn attention = kv_->type() == KvType::F32 ? kt.attention_f32kv : kt.attention_f16kv;
-    pool_->parallel_for(static_cast<int64_t>(n) * hp.n_head_kv, 1, [&](int64_t begin, int64_t end, int thread) {
+    const int64_t attention_items = static_cast<int64_t>(n) * hp.n_head_kv;
+    int64_t attention_macs = 0;
+    for (int t = 0; t < n; ++t) attention_macs += static_cast<int64_t>(entries[t].pos + 1) * hp.n_head * head_dim;
+    const int64_t attention_chunk = attention_macs < kMinParallelAttentionMacs ? attention_items : 1;
+    pool_->parallel_for(attention_items, attention_chunk, [&](int64_t begin, int64_t end, int thread) {
       float* scratch = attention_scratch_.data() + static_cast<size_t>(thread) * attention_scratch;
       for (int64_t item = begin; item < end; ++item) {
         const int t = static_cast<int>(item / hp.n_head_kv);

@@ -20,6 +20,7 @@ kernels::KernelTable scalar_table() {
   kernels::fill_rope_scalar(t);
   kernels::fill_attention_scalar(t);
   kernels::fill_activation_scalar(t);
+  kernels::fill_memory_scalar(t);
   return t;
 }
 
@@ -34,6 +35,7 @@ kernels::KernelTable avx2_table() {
   kernels::fill_rope_avx2(t);
   kernels::fill_attention_avx2(t);
   kernels::fill_activation_avx2(t);
+  kernels::fill_memory_avx2(t);
   return t;
 }
 
@@ -52,6 +54,8 @@ kernels::KernelTable avx512_table(const char* name, bool vnni) {
   kernels::fill_rope_avx512(t);
   kernels::fill_attention_avx512(t);
   kernels::fill_activation_avx512(t);
+  // Every CPU with AVX-512 has AVX2, and 256-bit loads already keep a core's memory port busy.
+  kernels::fill_memory_avx2(t);
   return t;
 }
 #endif

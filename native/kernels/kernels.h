@@ -93,6 +93,11 @@ using SwigluFn = void (*)(const float* a, const float* b, int n, float* y);
 // Softmax in place over n floats (max-subtracted).
 using SoftmaxFn = void (*)(float* x, int n);
 
+// Reads `bytes` bytes at p (64-byte aligned, a multiple of 256 bytes) as fast as the tier can and
+// returns a value that depends on every byte, so the compiler cannot drop a load. Only the memory
+// bandwidth probe (native/core/bandwidth.h) calls it.
+using ReadSumFn = uint64_t (*)(const void* p, size_t bytes);
+
 // Kernels of one instruction-set tier. Entries that a tier does not implement hold the scalar
 // kernel; `matmul` and `prepare` entries of unsupported weight types are nullptr.
 struct KernelTable {
@@ -106,6 +111,7 @@ struct KernelTable {
   AttentionFn attention_f16kv;
   SwigluFn swiglu;
   SoftmaxFn softmax;
+  ReadSumFn read_sum;
 };
 
 // Bytes of one prepared activation row of `k` values for weights of `type`: k * 4 for the float
@@ -120,6 +126,7 @@ void fill_norm_scalar(KernelTable& t);
 void fill_rope_scalar(KernelTable& t);
 void fill_attention_scalar(KernelTable& t);
 void fill_activation_scalar(KernelTable& t);
+void fill_memory_scalar(KernelTable& t);
 void fill_matmul_q8_0_scalar(KernelTable& t);
 void fill_matmul_q4_0_scalar(KernelTable& t);
 
@@ -129,6 +136,7 @@ void fill_norm_avx2(KernelTable& t);
 void fill_rope_avx2(KernelTable& t);
 void fill_attention_avx2(KernelTable& t);
 void fill_activation_avx2(KernelTable& t);
+void fill_memory_avx2(KernelTable& t);
 
 void fill_matmul_avx512(KernelTable& t);
 void fill_norm_avx512(KernelTable& t);

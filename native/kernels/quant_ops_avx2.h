@@ -49,10 +49,12 @@ struct QuantAvx2Ops {
   template <int N>
   static Vi load_q4_0_nibbles(const uint8_t* row, int b) {
     static_assert(N == 1, "one block per AVX2 vector");
+    // The 16 bytes go to both halves in one load, then only the upper half shifts down by a
+    // nibble: one load and two ALU operations, against two loads and three with an insert.
     const uint8_t* p = row + static_cast<size_t>(b) * sizeof(block_q4_0) + 2;
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i shifted = _mm256_srlv_epi64(both, _mm256_setr_epi64x(0, 0, 4, 4));
+    return _mm256_and_si256(shifted, _mm256_set1_epi8(0x0f));
   }
 
   static Weights prepare_weights(Vi w) { return {_mm256_abs_epi8(w), w}; }
@@ -80,9 +82,11 @@ struct QuantAvx2Ops {
 
   template <int N>
   static float load_scales(const uint8_t* block, size_t /*block_bytes*/) {
-    uint16_t d;
-    std::memcpy(&d, block, 2);
-    return _cvtsh_ss(d);
+    // A 32-bit load straight into a vector register: the two bytes after the half scale belong
+    // to the same block and land in a lane that is converted but not used.
+    int32_t word;
+    std::memcpy(&word, block, 4);
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(word)));
   }
 
   template <int N>

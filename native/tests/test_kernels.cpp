@@ -3,12 +3,14 @@
 // reference computed here, on shapes that are not multiples of any vector width or block, with
 // outputs pre-filled with NaN so a skipped element fails. Also the F16 conversions and the pool.
 #include <atomic>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
 
+#include "core/bandwidth.h"
 #include "core/kernel_table.h"
 #include "core/thread_pool.h"
 #include "harness.h"
@@ -356,5 +358,38 @@ GEB_TEST(thread_pool_visits_every_item_once) {
       for (auto& v : visits) wrong += v.load() != 1;
       CHECK_EQ(wrong, 0);
     }
+  }
+}
+
+// The bandwidth probe's read loop must read every byte: changing any one changes its result.
+GEB_TEST(read_sum_depends_on_every_byte) {
+  constexpr size_t kBytes = 4096;
+  auto* buffer = static_cast<unsigned char*>(std::aligned_alloc(64, kBytes));
+  REQUIRE(buffer != nullptr);
+  std::mt19937 rng(17);
+  for (size_t i = 0; i < kBytes; ++i) buffer[i] = static_cast<unsigned char>(rng());
+  for (geb::cpu::Tier tier : geb::test::tiers()) {
+    const KernelTable& table = geb::kernel_table(tier);
+    GEB_CONTEXT("tier=" << geb::cpu::tier_name(tier));
+    REQUIRE(table.read_sum != nullptr);
+    const uint64_t base = table.read_sum(buffer, kBytes);
+    int unchanged = 0;
+    for (size_t i = 0; i < kBytes; i += 61) {
+      buffer[i] ^= 0x10;
+      unchanged += table.read_sum(buffer, kBytes) == base;
+      buffer[i] ^= 0x10;
+    }
+    CHECK_EQ(unchanged, 0);
+  }
+  std::free(buffer);
+}
+
+GEB_TEST(read_bandwidth_reports_a_positive_rate) {
+  const KernelTable& table = geb::kernel_table(geb::test::tiers().back());
+  for (int threads : {1, 2}) {
+    const geb::BandwidthResult r = geb::measure_read_bandwidth(table, 3 << 20, threads, 2);
+    CHECK_EQ(r.threads, threads);
+    CHECK(r.best_seconds > 0.0);
+    CHECK(r.bytes_per_second > 1e6);
   }
 }
