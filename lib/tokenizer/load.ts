@@ -17,25 +17,15 @@ import {
   readGguf,
   type GgufFile,
 } from "../formats/gguf.js";
+import { GEB_FILES, GEB_SPECIAL_TOKENS } from "../model/geb-conventions.js";
 import { Normalizer } from "./normalizer.js";
 import { ModelType, parseSentencePieceModel, PieceType, type SentencePieceModel } from "./sentencepiece-model.js";
 import { Tokenizer, type TokenizerConfig } from "./tokenizer.js";
 
-/** GEB's (and ChatGLM3's) special tokens, in the order their ids follow the SentencePiece pieces. */
-export const GEB_SPECIAL_TOKENS = [
-  "[MASK]",
-  "[gMASK]",
-  "[sMASK]",
-  "sop",
-  "eop",
-  "<|system|>",
-  "<|user|>",
-  "<|assistant|>",
-  "<|observation|>",
-] as const;
+export { GEB_SPECIAL_TOKENS };
 
 /** File name of GEB's SentencePiece model. */
-export const GEB_TOKENIZER_FILE = "GEBtokenizer.model";
+export const GEB_TOKENIZER_FILE = GEB_FILES.tokenizer;
 
 const GGUF_MAGIC_BYTES = "GGUF";
 
@@ -63,7 +53,7 @@ export async function loadTokenizer(path: string): Promise<Tokenizer> {
   const info = await statOrThrow(path);
   if (info.isDirectory()) return loadGebDirectory(path);
   if (await startsWithGgufMagic(path)) return loadGgufTokenizer(path);
-  if (basename(path) === GEB_TOKENIZER_FILE) return loadGeb(path, join(dirname(path), "tokenizer_config.json"));
+  if (basename(path) === GEB_TOKENIZER_FILE) return loadGeb(path, join(dirname(path), GEB_FILES.tokenizerConfig));
   return tokenizerFromSentencePiece(await readSentencePiece(path), path);
 }
 
