@@ -6,11 +6,14 @@
 // tokens (register blocking: prefill and batches reuse every weight load four times). The integer
 // dot of each block is then scaled by d_weight * d_x into an F32 accumulator. Q4_0 nibbles enter
 // the dot unsigned (0..15) and the offset of 8 is taken off at the end through the activations'
-// block sums (quant.h). Decode (one token) streams each weight row exactly once.
+// block sums (quant.h). Decode (one token) streams each weight row exactly once. Groups of four
+// tokens on Q4_0 take a packed path where the Ops provide it (q4_0_rows_times_4_tokens, AVX2 only).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
+#include <vector>
 
 #include "kernels.h"
 #include "quant.h"
@@ -85,6 +88,60 @@ void dot_tokens(const uint8_t* row, const int8_t* const* xq, const float* const*
   }
 }
 
+// Whether Ops has the packed four-token Q4_0 dot (quant_ops_avx2.h); other tiers lack it.
+template <typename Ops, typename = void>
+struct HasPackedQ4x4 : std::false_type {};
+template <typename Ops>
+struct HasPackedQ4x4<Ops, std::void_t<decltype(Ops::kPackedQ4x4)>> : std::bool_constant<Ops::kPackedQ4x4> {};
+
+// Computes Q4_0 rows times four tokens with the four block dots packed into one vector
+// (Ops::dot_unsigned_x4). Per block that takes five integer multiplies instead of eight, and
+// one float conversion and two FMAs instead of four conversions and four FMAs plus scale products.
+// The token scales are gathered once per call into `scales`. Block b has 8 floats of d_x in
+// the lane order of the packed dot, then 8 of 8 * s_x with zeros in the high half (its lanes
+// repeat the same tokens). Per row and block, acc += d_w * (dot * d_x - 8 s_x).
+template <typename Ops>
+void q4_0_rows_times_4_tokens(const uint8_t* base, size_t row_stride, const float* const* xd, const float* const* xs,
+                              const int8_t* const* xq, int nb, int t0, int r0, int r1, float* y, int ldy) {
+  thread_local std::vector<float> scales;
+  scales.resize(static_cast<size_t>(nb) * 16);
+  for (int b = 0; b < nb; ++b) {
+    for (int t = 0; t < 4; ++t) {
+      scales[b * 16 + t] = scales[b * 16 + 4 + t] = xd[t][b];
+      // The offset is taken once per token, from the low-half lane only.
+      scales[b * 16 + 8 + t] = 8.0f * xs[t][b];
+      scales[b * 16 + 12 + t] = 0.0f;
+    }
+  }
+  const float* sc = scales.data();
+  for (int r = r0; r < r1; ++r) {
+    const uint8_t* row = base + static_cast<size_t>(r) * row_stride;
+    // Two independent accumulators hide the FMA latency. They are named variables, not an
+    // array indexed by b, because GCC kept such an array on the stack.
+    auto block = [&](int b, typename Ops::Vf acc) {
+      const auto xa = Ops::template load_x<1>(xq[0] + b * kQuantBlock);
+      const auto xb = Ops::template load_x<1>(xq[1] + b * kQuantBlock);
+      const auto xc = Ops::template load_x<1>(xq[2] + b * kQuantBlock);
+      const auto xd4 = Ops::template load_x<1>(xq[3] + b * kQuantBlock);
+      const auto dot = Ops::dot_unsigned_x4(Ops::template load_q4_0_nibbles<1>(row, b), xa, xb, xc, xd4);
+      const auto v = Ops::fmsub(Ops::to_float(dot), Ops::load_f(sc + b * 16), Ops::load_f(sc + b * 16 + 8));
+      const float dw = Ops::template load_scales<1>(row + static_cast<size_t>(b) * Q4_0Format::kBlockBytes, Q4_0Format::kBlockBytes);
+      return Ops::fmadd(v, Ops::broadcast_f(dw), acc);
+    };
+    typename Ops::Vf acc0 = Ops::zero();
+    typename Ops::Vf acc1 = Ops::zero();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+      acc0 = block(b, acc0);
+      acc1 = block(b + 1, acc1);
+    }
+    if (b < nb) acc0 = block(b, acc0);
+    float lanes[8];
+    Ops::store_f(lanes, Ops::fmadd(acc0, Ops::broadcast_f(1.0f), acc1));
+    for (int t = 0; t < 4; ++t) y[static_cast<size_t>(t0 + t) * ldy + r] = lanes[t] + lanes[t + 4];
+  }
+}
+
 template <typename Ops, typename Fmt, int TN>
 void rows_times_tokens(const uint8_t* base, size_t row_stride, const PreparedX& x, int k, int t0,
                        int r0, int r1, float* y, int ldy) {
@@ -98,6 +155,10 @@ void rows_times_tokens(const uint8_t* base, size_t row_stride, const PreparedX& 
     xd[t] = reinterpret_cast<const float*>(xrow + k);
     xs[t] = xd[t] + nb;
   }
+  if constexpr (Fmt::kNibbles && TN == 4 && HasPackedQ4x4<Ops>::value) {
+    q4_0_rows_times_4_tokens<Ops>(base, row_stride, xd, xs, xq, nb, t0, r0, r1, y, ldy);
+    return;
+  }
   for (int r = r0; r < r1; ++r) {
     float out[TN];
     dot_tokens<Ops, Fmt, TN>(base + static_cast<size_t>(r) * row_stride, xq, xd, xs, nb, out);
@@ -105,22 +166,30 @@ void rows_times_tokens(const uint8_t* base, size_t row_stride, const PreparedX& 
   }
 }
 
-// Tokens are taken in chunks whose prepared rows fit in about 256 KiB (the L2 cache of current
-// cores), so a chunk's activations stay cached while every weight row of [r0, r1) streams past.
+// Loop order for prefill: tokens go in chunks whose prepared rows fit in about 256 KiB (the L2
+// cache of current cores), and within a chunk the rows go in tiles of about 64 KiB of weights.
+// Every group of four tokens in a chunk then reads the tile's weights from L2, so each weight
+// byte comes from memory once per chunk instead of once per group of four tokens (32 times for
+// a 128-token prompt). Under memory contention from other processes that difference decides the
+// speed. Up to four tokens (decode, small batches) stream each row exactly once as before.
 template <typename Ops, typename Fmt>
 void matmul_quant(const void* w, size_t row_stride, const PreparedX& x, int k, int n_tokens, int r0,
                   int r1, float* y, int ldy) {
   const auto* base = static_cast<const uint8_t*>(w);
   const int chunk = std::max(4, static_cast<int>((256 * 1024) / x.row_bytes) / 4 * 4);
+  const int tile = n_tokens <= 4 ? r1 - r0 : std::max(1, static_cast<int>((64 * 1024) / row_stride));
   for (int c0 = 0; c0 < n_tokens; c0 += chunk) {
     const int c1 = std::min(n_tokens, c0 + chunk);
-    int t = c0;
-    for (; t + 4 <= c1; t += 4) rows_times_tokens<Ops, Fmt, 4>(base, row_stride, x, k, t, r0, r1, y, ldy);
-    switch (c1 - t) {
-      case 3: rows_times_tokens<Ops, Fmt, 3>(base, row_stride, x, k, t, r0, r1, y, ldy); break;
-      case 2: rows_times_tokens<Ops, Fmt, 2>(base, row_stride, x, k, t, r0, r1, y, ldy); break;
-      case 1: rows_times_tokens<Ops, Fmt, 1>(base, row_stride, x, k, t, r0, r1, y, ldy); break;
-      default: break;
+    for (int ra = r0; ra < r1; ra += tile) {
+      const int rb = std::min(r1, ra + tile);
+      int t = c0;
+      for (; t + 4 <= c1; t += 4) rows_times_tokens<Ops, Fmt, 4>(base, row_stride, x, k, t, ra, rb, y, ldy);
+      switch (c1 - t) {
+        case 3: rows_times_tokens<Ops, Fmt, 3>(base, row_stride, x, k, t, ra, rb, y, ldy); break;
+        case 2: rows_times_tokens<Ops, Fmt, 2>(base, row_stride, x, k, t, ra, rb, y, ldy); break;
+        case 1: rows_times_tokens<Ops, Fmt, 1>(base, row_stride, x, k, t, ra, rb, y, ldy); break;
+        default: break;
+      }
     }
   }
 }

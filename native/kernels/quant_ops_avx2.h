@@ -73,6 +73,22 @@ struct QuantAvx2Ops {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1));
   }
 
+  // Q4_0 over four tokens in one vector (matmul_quant_body.h, packed path). Returns int32 lanes
+  // [a, b, c, d | a, b, c, d]: tokens a..d's dots over the block's first 16 elements in the low
+  // half, the last 16 in the high half. Nibble products pair to at most 2 * 15 * 127 = 3810 per
+  // int16, so two rounds of pairwise int16 adds (at most 15240) cannot overflow, and the four
+  // tokens share one VPMADDWD instead of one each.
+  static constexpr bool kPackedQ4x4 = true;
+  static Vi dot_unsigned_x4(Vi q, Vi xa, Vi xb, Vi xc, Vi xd) {
+    const __m256i ab = _mm256_hadd_epi16(_mm256_maddubs_epi16(q, xa), _mm256_maddubs_epi16(q, xb));
+    const __m256i cd = _mm256_hadd_epi16(_mm256_maddubs_epi16(q, xc), _mm256_maddubs_epi16(q, xd));
+    return _mm256_madd_epi16(_mm256_hadd_epi16(ab, cd), _mm256_set1_epi16(1));
+  }
+  static Vf load_f(const float* p) { return _mm256_loadu_ps(p); }
+  static Vf broadcast_f(float v) { return _mm256_set1_ps(v); }
+  static Vf fmsub(Vf a, Vf b, Vf c) { return _mm256_fmsub_ps(a, b, c); }
+  static void store_f(float* p, Vf v) { _mm256_storeu_ps(p, v); }
+
   // Running sum of d_w * s_x (Q4_0's offset term), one float per token.
   using Offset = float;
   static Offset offset_zero() { return 0.0f; }

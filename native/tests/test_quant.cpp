@@ -148,8 +148,10 @@ GEB_TEST(quant_matmul_matches_scalar_on_every_tier) {
       const int ti = static_cast<int>(type);
       REQUIRE(table.matmul[ti] != nullptr);
       REQUIRE(table.prepare[ti] != nullptr);
-      for (int k : {32, 64, 96, 352, 2048}) {
-        for (int n_tokens : {1, 2, 3, 4, 5, 9}) {
+      // k = 16384 makes rows large enough that [r0, r1) spans several row tiles and 17 tokens
+      // span two token chunks (matmul_quant_body.h), so the tiled prefill order is covered.
+      for (int k : {32, 64, 96, 352, 2048, 16384}) {
+        for (int n_tokens : {1, 2, 3, 4, 5, 9, 17}) {
           const int rows = 13, r0 = 2, r1 = 11, ldy = rows + 3;
           GEB_CONTEXT("tier=" << geb::cpu::tier_name(tier) << " type=" << ti << " k=" << k
                               << " n_tokens=" << n_tokens);
