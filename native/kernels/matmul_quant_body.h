@@ -12,8 +12,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
-#include <vector>
 
 #include "kernels.h"
 #include "quant.h"
@@ -94,17 +94,43 @@ struct HasPackedQ4x4 : std::false_type {};
 template <typename Ops>
 struct HasPackedQ4x4<Ops, std::void_t<decltype(Ops::kPackedQ4x4)>> : std::bool_constant<Ops::kPackedQ4x4> {};
 
+// Growable float buffer owned by one thread, used instead of std::vector because this header is
+// compiled with ISA flags: std::vector's out-of-line members would be weak symbols that the linker
+// may hand to baseline code, while this type has internal linkage.
+struct ThreadScratch {
+  float* data = nullptr;
+  size_t capacity = 0;
+
+  ThreadScratch() = default;
+  ThreadScratch(const ThreadScratch&) = delete;
+  ThreadScratch& operator=(const ThreadScratch&) = delete;
+  ~ThreadScratch() { std::free(data); }
+
+  // Returns room for n floats, or nullptr when the allocation fails.
+  float* reserve(size_t n) {
+    if (n > capacity) {
+      void* grown = std::realloc(data, n * sizeof(float));
+      if (grown == nullptr) return nullptr;
+      data = static_cast<float*>(grown);
+      capacity = n;
+    }
+    return data;
+  }
+};
+
 // Computes Q4_0 rows times four tokens with the four block dots packed into one vector
 // (Ops::dot_unsigned_x4). Per block that takes five integer multiplies instead of eight, and
 // one float conversion and two FMAs instead of four conversions and four FMAs plus scale products.
 // The token scales are gathered once per call into `scales`. Block b has 8 floats of d_x in
 // the lane order of the packed dot, then 8 of 8 * s_x with zeros in the high half (its lanes
 // repeat the same tokens). Per row and block, acc += d_w * (dot * d_x - 8 s_x).
+// Returns false, having written nothing, when the scale buffer cannot be allocated.
 template <typename Ops>
-void q4_0_rows_times_4_tokens(const uint8_t* base, size_t row_stride, const float* const* xd, const float* const* xs,
+bool q4_0_rows_times_4_tokens(const uint8_t* base, size_t row_stride, const float* const* xd, const float* const* xs,
                               const int8_t* const* xq, int nb, int t0, int r0, int r1, float* y, int ldy) {
-  thread_local std::vector<float> scales;
-  scales.resize(static_cast<size_t>(nb) * 16);
+  thread_local ThreadScratch scratch;
+  float* scales = scratch.reserve(static_cast<size_t>(nb) * 16);
+  if (scales == nullptr) return false;
   for (int b = 0; b < nb; ++b) {
     for (int t = 0; t < 4; ++t) {
       scales[b * 16 + t] = scales[b * 16 + 4 + t] = xd[t][b];
@@ -113,7 +139,7 @@ void q4_0_rows_times_4_tokens(const uint8_t* base, size_t row_stride, const floa
       scales[b * 16 + 12 + t] = 0.0f;
     }
   }
-  const float* sc = scales.data();
+  const float* sc = scales;
   for (int r = r0; r < r1; ++r) {
     const uint8_t* row = base + static_cast<size_t>(r) * row_stride;
     // Two independent accumulators hide the FMA latency. They are named variables, not an
@@ -140,6 +166,7 @@ void q4_0_rows_times_4_tokens(const uint8_t* base, size_t row_stride, const floa
     Ops::store_f(lanes, Ops::fmadd(acc0, Ops::broadcast_f(1.0f), acc1));
     for (int t = 0; t < 4; ++t) y[static_cast<size_t>(t0 + t) * ldy + r] = lanes[t] + lanes[t + 4];
   }
+  return true;
 }
 
 template <typename Ops, typename Fmt, int TN>
@@ -156,8 +183,7 @@ void rows_times_tokens(const uint8_t* base, size_t row_stride, const PreparedX& 
     xs[t] = xd[t] + nb;
   }
   if constexpr (Fmt::kNibbles && TN == 4 && HasPackedQ4x4<Ops>::value) {
-    q4_0_rows_times_4_tokens<Ops>(base, row_stride, xd, xs, xq, nb, t0, r0, r1, y, ldy);
-    return;
+    if (q4_0_rows_times_4_tokens<Ops>(base, row_stride, xd, xs, xq, nb, t0, r0, r1, y, ldy)) return;
   }
   for (int r = r0; r < r1; ++r) {
     float out[TN];
