@@ -18,9 +18,9 @@ export type GebErrorCode =
 export interface GebErrorDetails {
   /** File or directory the error is about. */
   path?: string;
-  /** What was expected, in words or as a value. */
+  /** The expected value, or a description of it. */
   expected?: unknown;
-  /** What was found instead. */
+  /** The value found instead. */
   received?: unknown;
   /** The underlying error, when this one wraps another. */
   cause?: unknown;

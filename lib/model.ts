@@ -239,7 +239,7 @@ export class Model {
     if (tokens.length === 0) throw new InvalidArgumentError("evaluate() needs at least one token id.", { received: 0 });
     if (tokens.length > this.parts.contextSize) {
       throw new ContextOverflowError(
-        `evaluate() got ${tokens.length} tokens but the context holds ${this.parts.contextSize}; evaluate shorter windows.`,
+        `evaluate() got ${tokens.length} tokens but the context size is ${this.parts.contextSize}; evaluate shorter windows.`,
         { expected: `<= ${this.parts.contextSize}`, received: tokens.length },
       );
     }

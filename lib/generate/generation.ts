@@ -135,7 +135,7 @@ export async function runGeneration(
   }
   if (promptIds.length > context.contextSize) {
     throw new ContextOverflowError(
-      `The prompt has ${promptIds.length} tokens but the context holds ${context.contextSize}; shorten the prompt or load the model with a larger contextSize.`,
+      `The prompt has ${promptIds.length} tokens but the context size is ${context.contextSize}; shorten the prompt or load the model with a larger contextSize.`,
       { expected: `<= ${context.contextSize} tokens`, received: promptIds.length },
     );
   }

@@ -3,7 +3,7 @@
 // the forward pass). A plan names every weight by its GGUF-style name and points at its bytes
 // inside a file; the engine never parses a model file itself.
 
-/** Weight storage types the engine knows. Quantized types use GGUF's block layouts. */
+/** Weight storage types the engine supports. Quantized types use GGUF's block layouts. */
 export type TensorType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0";
 
 /** Model families with their own forward-pass conventions. */
@@ -39,7 +39,7 @@ export interface ModelHparams {
   ropeDim: number;
 }
 
-/** One weight as the engine sees it: a row-major matrix or vector inside a mapped file. */
+/** One weight as the engine reads it: a row-major matrix or vector inside a mapped file. */
 export interface TensorRef {
   /** GGUF-style name: `token_embd`, `blk.N.attn_q`, ..., `output_norm`, `output`. */
   name: string;

@@ -6,7 +6,7 @@
 // tokens (register blocking: prefill and batches reuse every weight load four times). The integer
 // dot of each block is then scaled by d_weight * d_x into an F32 accumulator. Q4_0 nibbles enter
 // the dot unsigned (0..15) and the offset of 8 is taken off at the end through the activations'
-// block sums (quant.h). Decode (one token) streams each weight row exactly once. Groups of four
+// block sums (quant.h). Decode (one token) reads each weight row once per call. Groups of four
 // tokens on Q4_0 take a packed path where the Ops provide it (q4_0_rows_times_4_tokens, AVX2 only).
 #pragma once
 
@@ -197,7 +197,7 @@ void rows_times_tokens(const uint8_t* base, size_t row_stride, const PreparedX& 
 // Every group of four tokens in a chunk then reads the tile's weights from L2, so each weight
 // byte comes from memory once per chunk instead of once per group of four tokens (32 times for
 // a 128-token prompt). Under memory contention from other processes that difference decides the
-// speed. Up to four tokens (decode, small batches) stream each row exactly once as before.
+// speed. Up to four tokens (decode, small batches) read each weight row once per call.
 template <typename Ops, typename Fmt>
 void matmul_quant(const void* w, size_t row_stride, const PreparedX& x, int k, int n_tokens, int r0,
                   int r1, float* y, int ldy) {
