@@ -192,5 +192,16 @@ export interface NativeEngineBinding {
 
 // ---------------------------------------------------------------------------------------------
 
+/** Exports added by `RegisterConvert` in native/binding/convert_binding.cpp. */
+export interface NativeConvertBinding {
+  /**
+   * Re-encodes the values in `src` (stored as `from`: f32, f16 or bf16) as `to` into `dst`, on a
+   * worker thread, bit for bit as lib/formats/tensor-encode.ts does. `dst` must have exactly the
+   * bytes of the encoded values; resolves to `dst`. Throws ERR_GEB_INVALID_ARGUMENT for a
+   * quantized `from`, a partial 32-value block or a wrong `dst` size.
+   */
+  encodeWeights(from: TensorType, src: Uint8Array, to: TensorType, dst: Uint8Array): Promise<Uint8Array>;
+}
+
 /** The whole addon as lib/native.ts returns it. */
-export type NativeBinding = NativeCpuBinding & NativeEngineBinding;
+export type NativeBinding = NativeCpuBinding & NativeEngineBinding & NativeConvertBinding;

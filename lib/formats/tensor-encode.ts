@@ -92,6 +92,12 @@ function encodeQ8_0(values: Float32Array): Uint8Array {
     const base = b * 32;
     let amax = 0;
     for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(values[base + j]));
+    // A block with a NaN stores the quiet NaN half 0x7e00 as its scale and zeros, whatever NaN
+    // bit pattern the engine would produce (the native encoder writes the same).
+    if (Number.isNaN(amax)) {
+      view.setUint16(b * 34, 0x7e00, true);
+      continue;
+    }
     // Quantize against the F16-rounded scale, which is what the decoder multiplies by.
     const d = halfScale(amax / 127);
     const inverse = d.value === 0 ? 0 : 1 / d.value;

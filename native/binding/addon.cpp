@@ -96,6 +96,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new geb::binding::AddonData());
   RegisterCpu(env, exports);
   RegisterEngine(env, exports);
+  RegisterConvert(env, exports);
   return exports;
 }
 

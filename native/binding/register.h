@@ -44,3 +44,6 @@ void RegisterCpu(Napi::Env env, Napi::Object exports);
 
 // Adds the engine's exports (engine_binding.cpp, owned by the engine code).
 void RegisterEngine(Napi::Env env, Napi::Object exports);
+
+// Adds encodeWeights(), the weight re-encoder of convert-at-load and `geb-cpu convert` (convert_binding.cpp).
+void RegisterConvert(Napi::Env env, Napi::Object exports);
