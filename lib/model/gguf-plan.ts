@@ -1,6 +1,11 @@
-// Build a ModelPlan from a parsed GGUF file of architecture `llama`: hyperparameters from the
-// `llama.*` keys, tensor names `blk.N.attn_q.weight` -> `blk.N.attn_q`, GGUF dims (ne0 = row
-// length) -> plan shape [rows, rowLength], and an absent `output.weight` meaning tied output.
+// Build a ModelPlan from a parsed GGUF file of architecture `llama`, `geb` or `chatglm`:
+// hyperparameters from the `<architecture>.*` keys, tensor names `blk.N.attn_q.weight` ->
+// `blk.N.attn_q`, GGUF dims (ne0 = row length) -> plan shape [rows, rowLength], and an absent
+// `output.weight` meaning tied output. The architectures share keys and tensor names. `geb` and
+// `chatglm` files run GEB's forward pass (lib/model/geb-conventions.ts), and a `geb` file's
+// rope.dimension_count defaults to half a head instead of the whole head. A `chatglm` file (the
+// layout llama.cpp runs) stores gate and up as one `ffn_up` of 2F rows and may fuse `attn_qkv`.
+// The plan splits such tensors into refs into the same bytes.
 
 import { ModelFormatError, UnsupportedError } from "../errors.js";
 import { planTensorType } from "../formats/ggml-types.js";
@@ -15,10 +20,19 @@ import {
   type GgufTensorInfo,
 } from "../formats/gguf.js";
 import { BLOCK_TENSORS, checkPlanTensors } from "./info.js";
-import type { ModelHparams, ModelPlan, TensorRef } from "./plan.js";
+import type { Architecture, ModelHparams, ModelPlan, TensorRef } from "./plan.js";
 
-/** The one GGUF architecture this engine runs. */
+/** The llama GGUF architecture. */
 export const GGUF_SUPPORTED_ARCHITECTURE = "llama";
+
+/** GGUF architectures this engine runs; `geb` is geb-cpu's own (docs/model-files.md). */
+export const GGUF_ARCHITECTURES = ["llama", "geb", "chatglm"] as const;
+
+/** A GGUF `general.architecture` value geb-cpu runs. */
+export type GgufArchitecture = (typeof GGUF_ARCHITECTURES)[number];
+
+/** The forward pass each GGUF architecture runs. */
+const PLAN_ARCHITECTURE: Readonly<Record<GgufArchitecture, Architecture>> = { llama: "llama", geb: "geb", chatglm: "geb" };
 
 const GLOBAL_TENSORS = new Set(["token_embd", "output_norm", "output"]);
 const BLOCK_TENSOR_SET: ReadonlySet<string> = new Set(BLOCK_TENSORS);
@@ -48,10 +62,10 @@ export function ggufPlanName(name: string, nLayer: number): string | undefined {
   return `blk.${layer}.${match[2]}`;
 }
 
-/** Read the llama hyperparameters of a GGUF file, rejecting features the engine does not implement. */
-function readLlamaHparams(gguf: GgufFile, tokenEmbedding: GgufTensorInfo): ModelHparams {
+/** Read the hyperparameters of a llama, geb or chatglm GGUF file, rejecting features the engine does not implement. */
+function readHparams(gguf: GgufFile, arch: GgufArchitecture, tokenEmbedding: GgufTensorInfo): ModelHparams {
   const path = gguf.path;
-  const key = (suffix: string): string => `${GGUF_SUPPORTED_ARCHITECTURE}.${suffix}`;
+  const key = (suffix: string): string => `${arch}.${suffix}`;
 
   const experts = getOptionalU32(gguf, key("expert_count")) ?? 0;
   if (experts > 0) {
@@ -87,12 +101,12 @@ function readLlamaHparams(gguf: GgufFile, tokenEmbedding: GgufTensorInfo): Model
     throw new UnsupportedError(`GGUF model has key length ${headDim} but value length ${valueLength}; geb-cpu needs them equal.`, { path });
   }
   if (rmsEps === undefined || !(rmsEps > 0)) {
-    throw new ModelFormatError(`GGUF key ${key("attention.layer_norm_rms_epsilon")} is missing or not positive; llama models need an RMSNorm epsilon.`, {
+    throw new ModelFormatError(`GGUF key ${key("attention.layer_norm_rms_epsilon")} is missing or not positive; ${arch} models need an RMSNorm epsilon.`, {
       path,
       received: rmsEps,
     });
   }
-  const ropeDim = getOptionalU32(gguf, key("rope.dimension_count")) ?? headDim;
+  const ropeDim = getOptionalU32(gguf, key("rope.dimension_count")) ?? (arch === "geb" ? headDim / 2 : headDim);
   if (ropeDim === 0 || ropeDim > headDim || ropeDim % 2 !== 0) {
     throw new ModelFormatError(`GGUF rope.dimension_count ${ropeDim} must be even and between 2 and the head size ${headDim}.`, { path, received: ropeDim });
   }
@@ -113,12 +127,33 @@ function readLlamaHparams(gguf: GgufFile, tokenEmbedding: GgufTensorInfo): Model
     throw new ModelFormatError(`GGUF ${key("vocab_size")} is ${declaredVocab}, but token_embd has ${nVocab} rows.`, { path, expected: nVocab, received: declaredVocab });
   }
 
-  return { arch: "llama", nLayer, nEmbd, nHead, nHeadKv, headDim, nFf, nVocab, nCtxTrain, rmsEps, ropeBase, ropeDim };
+  return { arch: PLAN_ARCHITECTURE[arch], nLayer, nEmbd, nHead, nHeadKv, headDim, nFf, nVocab, nCtxTrain, rmsEps, ropeBase, ropeDim };
 }
 
 /**
- * Build the plan of a llama-architecture GGUF file. `fileIndex` is the index of the file in
- * `plan.files` (always 0 for a single GGUF).
+ * Return the plan tensors a fused chatglm tensor splits into, in row order, or undefined when
+ * `name` is not fused: `blk.N.ffn_up` of 2F rows is the gate then the up projection, and
+ * `blk.N.attn_qkv` is the query, key and value rows.
+ */
+function chatglmParts(name: string, hparams: ModelHparams): { name: string; rows: number }[] | undefined {
+  const match = /^blk\.(\d+)\.(ffn_up|attn_qkv)\.weight$/.exec(name);
+  if (match === null || Number(match[1]) >= hparams.nLayer) return undefined;
+  const blk = `blk.${match[1]}.`;
+  if (match[2] === "ffn_up") {
+    return [
+      { name: blk + "ffn_gate", rows: hparams.nFf },
+      { name: blk + "ffn_up", rows: hparams.nFf },
+    ];
+  }
+  return [
+    { name: blk + "attn_q", rows: hparams.nHead * hparams.headDim },
+    { name: blk + "attn_k", rows: hparams.nHeadKv * hparams.headDim },
+    { name: blk + "attn_v", rows: hparams.nHeadKv * hparams.headDim },
+  ];
+}
+
+/**
+ * Build the plan of a llama-, geb- or chatglm-architecture GGUF file.
  *
  * Throws ModelFormatError for a vocabulary-only file, a missing or misshapen tensor or key;
  * UnsupportedError for another architecture, a tensor type without a kernel or a tensor outside
@@ -133,10 +168,11 @@ export function planFromGguf(gguf: GgufFile): GgufPlan {
     );
   }
   const architecture = getString(gguf, "general.architecture");
-  if (architecture !== GGUF_SUPPORTED_ARCHITECTURE) {
-    throw new UnsupportedError(`GGUF architecture "${architecture}" is not supported; geb-cpu runs "llama" GGUF files and GEB model directories.`, {
+  const arch = GGUF_ARCHITECTURES.find((name) => name === architecture);
+  if (arch === undefined) {
+    throw new UnsupportedError(`GGUF architecture "${architecture}" is not supported; geb-cpu runs "llama", "geb" and "chatglm" GGUF files and GEB model directories.`, {
       path,
-      expected: GGUF_SUPPORTED_ARCHITECTURE,
+      expected: GGUF_ARCHITECTURES.join(" or "),
       received: architecture,
     });
   }
@@ -144,21 +180,22 @@ export function planFromGguf(gguf: GgufFile): GgufPlan {
   if (tokenEmbedding === undefined) {
     throw new ModelFormatError('GGUF model is missing tensor "token_embd.weight".', { path, expected: "token_embd.weight" });
   }
-  const hparams = readLlamaHparams(gguf, tokenEmbedding);
+  const hparams = readHparams(gguf, arch, tokenEmbedding);
 
-  // Each block has 9 tensors. Checking the count first also keeps a corrupt block_count from
-  // driving a loop over billions of expected names.
-  const minimumTensors = hparams.nLayer * BLOCK_TENSORS.length + 2;
+  // Each block has 9 tensors (6 in a chatglm file with fused attn_qkv and ffn_up). Checking the
+  // count first also keeps a corrupt block_count from driving a loop over billions of expected names.
+  const minimumTensors = hparams.nLayer * (arch === "chatglm" ? 6 : BLOCK_TENSORS.length) + 2;
   if (gguf.tensors.length < minimumTensors) {
     throw new ModelFormatError(
-      `GGUF ${GGUF_SUPPORTED_ARCHITECTURE}.block_count is ${hparams.nLayer}, which needs at least ${minimumTensors} tensors, but the file has ${gguf.tensors.length}.`,
+      `GGUF ${arch}.block_count is ${hparams.nLayer}, which needs at least ${minimumTensors} tensors, but the file has ${gguf.tensors.length}.`,
       { path, expected: minimumTensors, received: gguf.tensors.length },
     );
   }
 
   const tensors: TensorRef[] = [];
   for (const t of gguf.tensors) {
-    const name = ggufPlanName(t.name, hparams.nLayer);
+    const parts = arch === "chatglm" ? chatglmParts(t.name, hparams) : undefined;
+    const name = parts === undefined ? ggufPlanName(t.name, hparams.nLayer) : t.name;
     if (name === undefined) {
       throw new UnsupportedError(`GGUF tensor "${t.name}" is not part of the llama layout geb-cpu runs (biases, extra layers and rope_freqs are not supported).`, {
         path,
@@ -173,7 +210,27 @@ export function planFromGguf(gguf: GgufFile): GgufPlan {
         received: t.type.name,
       });
     }
-    tensors.push({ name, file: 0, offset: t.offset, nbytes: t.nbytes, type, shape: ggufPlanShape(t.ne) });
+    const shape = ggufPlanShape(t.ne);
+    if (parts === undefined) {
+      tensors.push({ name, file: 0, offset: t.offset, nbytes: t.nbytes, type, shape });
+      continue;
+    }
+
+    // A fused matrix: each part is a contiguous run of whole rows.
+    const rows = parts.reduce((sum, part) => sum + part.rows, 0);
+    if (shape.length !== 2 || shape[0] !== rows) {
+      throw new ModelFormatError(`GGUF tensor "${t.name}" has shape [${shape.join(", ")}], but the hyperparameters need ${rows} rows.`, {
+        path,
+        expected: rows,
+        received: shape,
+      });
+    }
+    let offset = t.offset;
+    for (const part of parts) {
+      const nbytes = (t.nbytes / rows) * part.rows;
+      tensors.push({ name: part.name, file: 0, offset, nbytes, type, shape: [part.rows, shape[1]] });
+      offset += nbytes;
+    }
   }
 
   const tiedOutput = !tensors.some((t) => t.name === "output");

@@ -42,7 +42,7 @@ function countTypes(names: readonly string[]): Record<string, number> {
 }
 
 /**
- * Open a model: a `.gguf` file (architecture `llama`) or a GEB directory (config.json,
+ * Open a model: a `.gguf` file (architecture `llama`, `geb` or `chatglm`) or a GEB directory (config.json,
  * model.safetensors or a sharded index, GEBtokenizer.model). Reads only headers, checks every
  * tensor against the hyperparameters, and builds the plan.
  *

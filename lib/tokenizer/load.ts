@@ -18,6 +18,7 @@ import {
   type GgufFile,
 } from "../formats/gguf.js";
 import { GEB_FILES, GEB_SPECIAL_TOKENS } from "../model/geb-conventions.js";
+import { isGebGguf, readGebGgufTokenizer } from "../model/geb-gguf.js";
 import { Normalizer } from "./normalizer.js";
 import { ModelType, parseSentencePieceModel, PieceType, type SentencePieceModel } from "./sentencepiece-model.js";
 import { Tokenizer, type TokenizerConfig } from "./tokenizer.js";
@@ -179,9 +180,13 @@ async function loadGeb(modelPath: string, configPath: string, knownConfig?: Reco
   const tokenizerConfig = knownConfig ?? (await readJsonIfPresent(configPath));
   await statOrThrow(modelPath);
   const model = await readSentencePiece(modelPath);
-  const config = sentencePieceConfig(model, modelPath);
   const specials = gebSpecialIds(tokenizerConfig?.["special_tokens"], model.pieces.length, configPath);
+  return gebTokenizer(model, specials, modelPath);
+}
 
+/** Build GEB's tokenizer from its SentencePiece model and the ids of its nine special tokens. */
+function gebTokenizer(model: SentencePieceModel, specials: Record<string, number>, path: string): Tokenizer {
+  const config = sentencePieceConfig(model, path);
   config.family = "geb";
   config.extraSpecials = specials;
   config.promptPrefix = [specials["[gMASK]"]!, specials["sop"]!];
@@ -223,6 +228,11 @@ function gebSpecialIds(listed: unknown, pieceCount: number, configPath: string):
 /** GGUF token types (`tokenizer.ggml.token_type`) use the same numbers as SentencePiece piece types. */
 async function loadGgufTokenizer(path: string): Promise<Tokenizer> {
   const file = await readGguf(path);
+  // A `geb` GGUF file carries the whole GEB SentencePiece model (lib/model/geb-gguf.ts).
+  if (isGebGguf(file)) {
+    const { model, specialIds } = readGebGgufTokenizer(file);
+    return gebTokenizer(model, specialIds, path);
+  }
   const modelName = getOptionalString(file, "tokenizer.ggml.model");
   if (modelName === undefined) {
     throw new ModelFormatError(`GGUF file ${path} has no "tokenizer.ggml.model" key, so it carries no tokenizer.`, { path });
