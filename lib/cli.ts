@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 
 import { packageVersion, printError, type CliCommand } from "./cli/base.js";
 import { command as chat } from "./cli/chat.js";
+import { command as convert } from "./cli/convert.js";
 import { command as generate } from "./cli/generate.js";
 import { command as info } from "./cli/info.js";
 import { command as inspect } from "./cli/inspect.js";
@@ -13,7 +14,7 @@ import { command as inspect } from "./cli/inspect.js";
 export type { CliCommand } from "./cli/base.js";
 
 /** Subcommands in the order `--help` lists them. */
-export const COMMANDS: readonly CliCommand[] = [info, inspect, generate, chat];
+export const COMMANDS: readonly CliCommand[] = [info, inspect, generate, chat, convert];
 
 function mainUsage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -1,5 +1,5 @@
-// Public entry point of the geb-cpu package: model loading and generation, the tokenizer, CPU
-// information and the typed errors. Everything else under lib/ is internal.
+// Public entry point of the geb-cpu package: model loading, generation and conversion, the
+// tokenizer, CPU information and the typed errors. Everything else under lib/ is internal.
 
 export { loadModel, Model } from "./model.js";
 export type {
@@ -19,6 +19,8 @@ export type {
   SamplingOptions,
   StopOptions,
 } from "./model.js";
+export { convertModel } from "./model/convert.js";
+export type { ConvertOptions, ConvertResult, GebOutputArchitecture } from "./model/convert.js";
 export { loadTokenizer } from "./tokenizer/index.js";
 export type { Tokenizer } from "./tokenizer/index.js";
 export { cpuInfo } from "./native.js";

@@ -14,7 +14,7 @@ import { createTextStream, type GenerateStream } from "./generate/text-stream.js
 import { checkBoolean, checkChoice, checkKnownKeys, checkNumber, checkOptionsObject, checkTokenId, showValue } from "./generate/validate.js";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { QUANTIZED_TYPES, quantizePlan, type QuantizedType, type WeightConversion } from "./formats/quantize.js";
+import { QUANTIZED_TYPES, quantizePlan, WEIGHT_TYPES, type WeightConversion, type WeightType } from "./formats/quantize.js";
 import { openModelFiles, type ModelFileInfo } from "./model/load-plan.js";
 import { binding, resolveTier } from "./native.js";
 import { loadTokenizer, type Tokenizer } from "./tokenizer/index.js";
@@ -27,7 +27,10 @@ export type { StopOptions } from "./generate/stop.js";
 
 /** Progress of `loadModel`, reported through `onProgress`. */
 export interface LoadProgress {
-  /** Current step: the loader's "header" and "plan", "quantize" (with `weightType`), "tokenizer", "engine", "ready". */
+  /**
+   * Current step: the loader's "header" and "plan", "quantize" (`weightType` q8_0 or q4_0) or
+   * "convert" (`weightType` bf16, f16 or f32), "tokenizer", "engine", "ready".
+   */
   phase: string;
   /** Bytes processed so far in this phase, when the phase counts bytes. */
   loadedBytes?: number;
@@ -65,11 +68,14 @@ export interface LoadModelOptions {
   /** Maximum tokens per forward step (prompt chunks are this long). Default 512. */
   batchSize?: number;
   /**
-   * Quantize F32/F16/BF16 weight matrices to "q8_0" or "q4_0" at load. The quantized blocks go to
-   * a cache file that later loads of the same model reuse. Default: run the weights as stored.
+   * Convert the weight matrices at load: "q8_0" or "q4_0" quantize F32/F16/BF16 matrices whose
+   * rows are whole 32-weight blocks; "bf16", "f16" or "f32" convert every matrix of another type.
+   * The converted matrices go to a cache file that later loads of the same model reuse. Matrices
+   * already of the requested type are used in place, with no copy. Default: run the weights as
+   * stored. `geb-cpu convert` writes the same conversion to a GGUF file once.
    */
-  weightType?: QuantizedType;
-  /** Folder of quantize-at-load cache files. Default: `$XDG_CACHE_HOME/geb-cpu` or `~/.cache/geb-cpu`. */
+  weightType?: WeightType;
+  /** Folder of convert-at-load cache files. Default: `$XDG_CACHE_HOME/geb-cpu` or `~/.cache/geb-cpu`. */
   cacheDir?: string;
   /** Called as loading progresses. */
   onProgress?: (progress: LoadProgress) => void;
@@ -148,7 +154,7 @@ export interface ModelInfo extends ModelFileInfo {
   sequences: number;
   batchSize: number;
   contextShift: boolean;
-  /** Matrices quantize-at-load converted (empty without `weightType`). */
+  /** Matrices convert-at-load converted (empty without `weightType`). */
   weightConversions: WeightConversion[];
   /** Engine report: memory use and conversions done at load. */
   engine: EngineInfo;
@@ -433,7 +439,8 @@ function checkSignal(value: unknown): AbortSignal | undefined {
 
 /**
  * Load a model: a GEB Hugging Face directory (config.json, model.safetensors,
- * GEBtokenizer.model) or a llama-architecture GGUF file.
+ * GEBtokenizer.model), a llama-architecture GGUF file, or a GEB model as a `geb` or `chatglm`
+ * GGUF file written by `geb-cpu convert`.
  * Throws InvalidArgumentError for invalid options, ModelFormatError / UnsupportedError /
  * IoError for files it cannot use, CpuFeatureError for a tier this CPU lacks, AbortError when
  * `signal` fires.
@@ -471,7 +478,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
       received: { tier: o.tier, isa: o.isa },
     });
   }
-  const weightType = o.weightType === undefined ? undefined : checkChoice("weightType", o.weightType, QUANTIZED_TYPES, "q8_0");
+  const weightType = o.weightType === undefined ? undefined : checkChoice("weightType", o.weightType, WEIGHT_TYPES, "q8_0");
   if (o.cacheDir !== undefined && (typeof o.cacheDir !== "string" || o.cacheDir === "")) {
     throw new InvalidArgumentError(`Option cacheDir must be a non-empty path, received ${showValue(o.cacheDir)}.`, {
       expected: "directory path",
@@ -486,7 +493,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     if (signal?.aborted) throw new AbortError(`Loading ${path} was aborted.`);
   };
 
-  // Read and check the headers, then quantize when asked.
+  // Read and check the headers, then convert when asked.
   checkAborted();
   const opened = await openModelFiles(path, { onProgress: progress });
   checkAborted();
@@ -494,11 +501,12 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   let plan = opened.plan;
   let weightConversions: WeightConversion[] = [];
   if (weightType !== undefined) {
+    const quantizedPhase = (QUANTIZED_TYPES as readonly string[]).includes(weightType);
     const cacheDir = o.cacheDir ?? join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "geb-cpu");
     const quantized = await quantizePlan(plan, {
       weightType,
       cacheDir,
-      onProgress: (loadedBytes, totalBytes) => progress({ phase: "quantize", loadedBytes, totalBytes }),
+      onProgress: (loadedBytes, totalBytes) => progress({ phase: quantizedPhase ? "quantize" : "convert", loadedBytes, totalBytes }),
       ...(signal === undefined ? {} : { signal }),
     });
     plan = quantized.plan;

@@ -37,7 +37,7 @@ export const SHARED_OPTIONS_HELP = `  -m, --model PATH        GEB directory or G
   -t, --threads N         worker threads (default: physical cores)
       --tier NAME         kernel tier: scalar, avx2, avx512, avx512vnni (default: GEB_CPU_ISA, else best)
       --context-size N    context length in tokens (default: the model's)
-      --weight-type TYPE  quantize weights at load: q8_0 or q4_0 (cached for later runs)
+      --weight-type TYPE  convert weights at load: q4_0, q8_0, bf16, f16 or f32 (cached for later runs)
       --temperature T     sampling temperature, 0 = greedy (default: GEB 0.3, llama 0.8)
       --top-k K           keep the K most likely tokens, 0 = off (default: GEB 5, llama 40)
       --top-p P           nucleus sampling mass in (0, 1] (default: GEB 0.5, llama 0.95)
@@ -121,7 +121,7 @@ export async function loadModelFromFlags(values: SharedValues): Promise<Model> {
   const contextSize = parseNumberFlag("context-size", values["context-size"]);
   if (contextSize !== undefined) options.contextSize = contextSize;
   if (values.tier !== undefined) options.tier = values.tier;
-  if (values["weight-type"] !== undefined) options.weightType = values["weight-type"] as "q8_0";
+  if (values["weight-type"] !== undefined) options.weightType = values["weight-type"] as NonNullable<typeof options.weightType>;
   let model: Model;
   try {
     model = await loadModel(path, options);
