@@ -103,6 +103,12 @@ export interface NativeEngineInfo {
   scratchBytes: number;
   /** Total size of the memory-mapped model files. */
   mappedBytes: number;
+  /**
+   * Bytes of weights copied at load into a layout the tier's kernels read faster (Q4_0 and Q8_0
+   * in groups of 8 rows on AVX2), 0 when none. The file pages of those weights are released after
+   * the copy.
+   */
+  repackedBytes: number;
   /** True when the LM head reuses `token_embd` (no `output` tensor in the plan). */
   outputTied: boolean;
   tensors: NativeTensorInfo[];

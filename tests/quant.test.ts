@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { Engine } from "../lib/engine.js";
+import { cpuInfo } from "../lib/native.js";
 import { decodeTensorValues, encodeTensorValues, quantizedTypeFor, quantizePlan, type QuantizedType } from "../lib/formats/quantize.js";
 import { openModelFiles } from "../lib/model/load-plan.js";
 import type { ModelPlan } from "../lib/model/plan.js";
@@ -129,6 +130,63 @@ describe("quantizePlan", () => {
       code: "ERR_GEB_INVALID_ARGUMENT",
     });
   });
+});
+
+describe("Q4_0 and Q8_0 repacked at load", () => {
+  // Logits of a 9-token prefill and one decode step, with the engine's info.
+  async function run(plan: ModelPlan, tier: string, threads: number) {
+    const engine = await Engine.create(plan, { tier, threads, contextSize: 32 });
+    try {
+      const n = 9;
+      const tokens = Int32Array.from({ length: n }, (_, i) => (i * 37 + 5) % plan.hparams.nVocab);
+      const prefill = await engine.forward(
+        new Int32Array(n),
+        Int32Array.from({ length: n }, (_, i) => i),
+        tokens,
+        new Uint8Array(n).fill(1),
+      );
+      const decode = await engine.forward(new Int32Array(1), Int32Array.of(n), Int32Array.of(7), Uint8Array.of(1));
+      return { logits: [...prefill, ...decode], info: engine.info() };
+    } finally {
+      await engine.dispose();
+    }
+  }
+
+  // stories260K's ffn_gate and ffn_up have 172 rows, so their last group of 8 rows is partial,
+  // and 1 or 2 threads split the rows differently.
+  for (const type of ["q4_0", "q8_0"] as const) {
+    it(`matches the scalar tier on ${type} partial groups`, async () => {
+      const { plan } = await openModelFiles(STORIES260K_GGUF);
+      const { plan: quantized } = await quantizePlan(plan, { weightType: type, cacheDir });
+      const reference = await run(quantized, "scalar", 1);
+      expect(reference.info.repackedBytes).toBe(0);
+      const tier = cpuInfo().bestTier;
+      for (const threads of [1, 2]) {
+        const { logits, info } = await run(quantized, tier, threads);
+        // AVX2 is the tier with kernels for the repacked layouts; other tiers keep the file's layout.
+        const matmulNames = /^blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)$/;
+        const blockBytes = type === "q4_0" ? 18 : 34;
+        let expected = 0;
+        for (const t of info.tensors) {
+          const isMatmul = matmulNames.test(t.name) || t.name === (info.outputTied ? "token_embd" : "output");
+          if (!isMatmul || t.type !== type) continue;
+          const bytes = Math.ceil(t.shape[0]! / 8) * 8 * (t.shape[1]! / 32) * blockBytes;
+          expected += Math.ceil(bytes / 64) * 64;
+        }
+        expect(expected).toBeGreaterThan(0);
+        expect(info.repackedBytes).toBe(tier === "avx2" ? expected : 0);
+
+        let maxDiff = 0;
+        let maxAbs = 0;
+        for (let i = 0; i < logits.length; i++) {
+          maxDiff = Math.max(maxDiff, Math.abs(logits[i]! - reference.logits[i]!));
+          maxAbs = Math.max(maxAbs, Math.abs(reference.logits[i]!));
+        }
+        // the integer block dots are exact, so only the F32 summation order differs
+        expect(maxDiff).toBeLessThan(1e-3 * maxAbs);
+      }
+    });
+  }
 });
 
 interface EvalScore {

@@ -300,6 +300,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     out.Set("kvCacheBytes", static_cast<double>(e.kv_cache().bytes()));
     out.Set("scratchBytes", static_cast<double>(e.scratch_bytes()));
     out.Set("mappedBytes", static_cast<double>(model.mapped_bytes()));
+    out.Set("repackedBytes", static_cast<double>(e.repacked_bytes()));
     out.Set("outputTied", model.output_tied());
 
     Napi::Array tensors = Napi::Array::New(env, model.tensors().size());

@@ -10,6 +10,7 @@
 #include "error.h"
 #include "kernel_table.h"
 #include "kernels/numeric.h"
+#include "kernels/quant.h"
 #include "rope_tables.h"
 
 namespace geb {
@@ -18,6 +19,10 @@ namespace {
 // Minimum rows per claimed matmul chunk: small enough to balance 64-row matrices over a few
 // threads, large enough that the atomic claim is noise next to the row's dot products.
 constexpr int64_t kMinMatmulRows = 16;
+
+// Matmul chunks are whole multiples of this many rows, so a chunk never splits a group of rows
+// repacked together (kernels/quant.h); a split group would be computed by both threads.
+constexpr int64_t kMatmulRowAlign = kernels::kRepackRows;
 
 // Attention jobs below this many query-key multiply-adds (summed over the job's items) run on the
 // calling thread. Early in a decode one token's attention takes a microsecond or two, which by our
@@ -50,6 +55,7 @@ Engine::Engine(const PlanSpec& plan, const EngineOptions& options) : options_(op
   const int n_ctx = options.context_size > 0 ? options.context_size : hp.n_ctx_train;
   kv_ = std::make_unique<KvCache>(options.kv_type, options.n_seq_max, hp.n_layer, hp.n_head_kv, n_ctx, hp.head_dim);
   pool_ = std::make_unique<ThreadPool>(options.threads);
+  repacked_ = std::make_unique<RepackedWeights>(*model_, *kernels_, *pool_);
 
   theta_ = rope_theta(hp.rope_base, hp.rope_dim);
 
@@ -112,7 +118,9 @@ int Engine::sequence_length(int seq) const {
 }
 
 void Engine::matmul(const Matrix& w, const kernels::PreparedX& x, int n_tokens, float* y, int ldy, int r0, int r1) const {
-  kernels_->matmul[static_cast<int>(w.type)](w.data, w.row_stride, x, static_cast<int>(w.cols), n_tokens, r0, r1, y, ldy);
+  const int type = static_cast<int>(w.type);
+  const kernels::MatmulFn fn = w.repacked_x8 ? kernels_->matmul_x8[type] : kernels_->matmul[type];
+  fn(w.data, w.row_stride, x, static_cast<int>(w.cols), n_tokens, r0, r1, y, ldy);
 }
 
 void Engine::forward(const std::vector<BatchEntry>& batch, const int32_t* abort_flag, std::vector<float>& logits) {
@@ -202,7 +210,8 @@ void Engine::forward_chunk(const BatchEntry* entries, int n, const int32_t* abor
 
     int64_t total = 0;
     for (const MatmulTask& t : tasks) total += t.w->rows;
-    pool_->parallel_for(total, pool_->chunk_for(total, kMinMatmulRows), [&](int64_t begin, int64_t end, int) {
+    const int64_t chunk = (pool_->chunk_for(total, kMinMatmulRows) + kMatmulRowAlign - 1) / kMatmulRowAlign * kMatmulRowAlign;
+    pool_->parallel_for(total, chunk, [&](int64_t begin, int64_t end, int) {
       int64_t base = 0;
       int i = 0;
       for (const MatmulTask& t : tasks) {

@@ -13,6 +13,7 @@
 #include "kernels/kernels.h"
 #include "kv_cache.h"
 #include "model.h"
+#include "repack.h"
 #include "thread_pool.h"
 
 namespace geb {
@@ -61,6 +62,8 @@ class Engine {
   int context_size() const { return kv_->n_ctx(); }
   int n_seq_max() const { return kv_->n_seq(); }
   uint64_t scratch_bytes() const;
+  // Bytes of weights repacked at load for the tier's kernels (0 when none).
+  uint64_t repacked_bytes() const { return repacked_->bytes(); }
 
  private:
   void check_seq(int seq) const;
@@ -72,6 +75,9 @@ class Engine {
   const kernels::KernelTable* kernels_;
   std::unique_ptr<KvCache> kv_;
   std::unique_ptr<ThreadPool> pool_;
+  // Copies of the weights that the tier's kernels read in another layout (Q4_0x8, Q8_0x8). The
+  // model's matrices point into it, so it is declared after model_ and destroyed before it.
+  std::unique_ptr<RepackedWeights> repacked_;
   std::vector<float> theta_;  // (rope_dim / 2): ropeBase^(-2i / rope_dim), rounded to F32
 
   // Scratch for one chunk of at most kChunk tokens; shapes in (tokens, width) order.

@@ -103,4 +103,15 @@ void MappedFile::check_unchanged() const {
   }
 }
 
+void MappedFile::release(uint64_t offset, uint64_t bytes) const {
+  if (data_ == nullptr || offset >= size_) return;
+  const uint64_t end = bytes > size_ - offset ? size_ : offset + bytes;
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  const uint64_t page = page_size > 0 ? static_cast<uint64_t>(page_size) : 4096;
+  // the mapping starts on a page boundary, so offsets round like addresses
+  const uint64_t first = (offset + page - 1) / page * page;
+  const uint64_t last = end / page * page;
+  if (first < last) ::madvise(const_cast<uint8_t*>(data_) + first, last - first, MADV_DONTNEED);
+}
+
 }  // namespace geb

@@ -30,6 +30,12 @@ class MappedFile {
   // NOTE: the engine calls this before a step, so a file that shrinks during a step still faults.
   void check_unchanged() const;
 
+  // Drops this process's resident pages of bytes [offset, offset + bytes), whole pages only, so a
+  // copy made elsewhere (repacked weights) does not hold the memory twice. The bytes stay
+  // readable: a later access faults them back in from the page cache or the file. A hint only,
+  // so a failure is ignored.
+  void release(uint64_t offset, uint64_t bytes) const;
+
  private:
   std::string path_;
   const uint8_t* data_ = nullptr;

@@ -107,6 +107,8 @@ Model::Model(const PlanSpec& plan) : hparams_(plan.hparams) {
     m.rows = rows;
     m.cols = cols;
     m.row_stride = kernels::row_bytes(t.type, cols);
+    m.file = t.file;
+    m.file_offset = t.offset;
     return m;
   };
 
@@ -171,6 +173,20 @@ Model::Model(const PlanSpec& plan) : hparams_(plan.hparams) {
 
 void Model::check_files_unchanged() const {
   for (const MappedFile& f : files_) f.check_unchanged();
+}
+
+std::vector<Matrix*> Model::matmul_weights() {
+  std::vector<Matrix*> out;
+  for (Layer& l : layers_) {
+    for (Matrix* m : {&l.attn_q, &l.attn_k, &l.attn_v, &l.attn_output, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) out.push_back(m);
+  }
+  out.push_back(&output_);
+  return out;
+}
+
+void Model::release_file_bytes(const Matrix& m) const {
+  if (m.file < 0) return;
+  files_[static_cast<size_t>(m.file)].release(m.file_offset, static_cast<uint64_t>(m.rows) * m.row_stride);
 }
 
 uint64_t Model::mapped_bytes() const {

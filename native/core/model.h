@@ -45,13 +45,18 @@ struct PlanSpec {
   std::vector<TensorSpec> tensors;
 };
 
-// A row-major weight matrix inside a mapped file: (rows, cols), row_stride bytes between rows.
+// A row-major weight matrix: (rows, cols), row_stride bytes between rows. `data` points into a
+// mapped file, or into the engine's repacked copy when `repacked_x8` is set (Q4_0 or Q8_0 in
+// groups of 8 rows, kernels/quant.h; row_stride is then still the GGUF row size).
 struct Matrix {
   const uint8_t* data = nullptr;
   kernels::WeightType type = kernels::WeightType::F32;
   int64_t rows = 0;
   int64_t cols = 0;
   size_t row_stride = 0;
+  bool repacked_x8 = false;
+  int file = -1;             // index of the mapped file that holds the original bytes
+  uint64_t file_offset = 0;  // offset of the original bytes in that file
 };
 
 struct Layer {
@@ -86,6 +91,10 @@ class Model {
   const std::vector<float>& output_norm() const { return output_norm_; }  // (n_embd)
   const Matrix& output() const { return output_; }  // (n_vocab, n_embd); token_embd when tied
   bool output_tied() const { return output_tied_; }
+  // The matrices of the matmuls (every layer's projections, then the output), for repacking at load.
+  std::vector<Matrix*> matmul_weights();
+  // Drops the resident pages of a matrix's original bytes in its file (MappedFile::release).
+  void release_file_bytes(const Matrix& m) const;
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   // Conversions done at load, one line each, such as "blk.0.attn_norm: bf16 -> f32".
   const std::vector<std::string>& conversions() const { return conversions_; }

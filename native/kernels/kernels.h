@@ -112,6 +112,10 @@ struct KernelTable {
   SwigluFn swiglu;
   SoftmaxFn softmax;
   ReadSumFn read_sum;
+  // Matmuls over Q4_0 and Q8_0 weights repacked in groups of 8 rows (Q4_0x8, Q8_0x8 in quant.h),
+  // nullptr where the tier has no kernel for that layout. The engine repacks a matrix at load
+  // only when its type's entry is set.
+  MatmulFn matmul_x8[kWeightTypeCount];
 };
 
 // Bytes of one prepared activation row of `k` values for weights of `type`: k * 4 for the float

@@ -204,4 +204,118 @@ GEB_TEST(quant_matmul_honours_row_stride) {
   }
 }
 
+// The repacked form (quant.h) of a random Q4_0 or Q8_0 matrix, with the padding bytes of the last
+// group preset to 0xAB so a repack that skips them shows.
+std::vector<uint8_t> repacked(WeightType type, const std::vector<uint8_t>& w, int rows, int k) {
+  std::vector<uint8_t> out(geb::kernels::repacked_bytes(type, rows, k), 0xAB);
+  const int64_t groups = (rows + geb::kernels::kRepackRows - 1) / geb::kernels::kRepackRows;
+  const size_t row_bytes = geb::kernels::row_bytes(type, k);
+  // two calls over disjoint group ranges, as the threads of the engine make them
+  geb::kernels::repack_x8(type, w.data(), row_bytes, rows, k, 0, groups / 2, out.data());
+  geb::kernels::repack_x8(type, w.data(), row_bytes, rows, k, groups / 2, groups, out.data());
+  return out;
+}
+
+// Scalar reference over the repacked layout of `type`.
+geb::kernels::MatmulFn scalar_x8(WeightType type) {
+  return type == WeightType::Q4_0 ? geb::kernels::matmul_q4_0x8_scalar : geb::kernels::matmul_q8_0x8_scalar;
+}
+
+// The scalar x8 references sum in the order of the scalar Q4_0 and Q8_0 matmuls, so over the
+// repacked copy they must give the same bits, for row counts that leave a partial last group.
+GEB_TEST(quant_x8_scalar_equals_gguf_layout_scalar) {
+  const KernelTable& scalar = geb::kernel_table(geb::cpu::Tier::Scalar);
+  std::mt19937 rng(13);
+  for (WeightType type : {WeightType::Q4_0, WeightType::Q8_0}) {
+    const int ti = static_cast<int>(type);
+    const size_t block_bytes = type == WeightType::Q4_0 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+    const size_t group_block_bytes = 8 * block_bytes;
+    for (int rows : {1, 7, 8, 9, 21}) {
+      for (int k : {32, 96, 352}) {
+        const int n_tokens = 3;
+        GEB_CONTEXT("type=" << ti << " rows=" << rows << " k=" << k);
+        const std::vector<uint8_t> w = random_weights(type, rows, k, rng);
+        const std::vector<uint8_t> w8 = repacked(type, w, rows, k);
+        const std::vector<float> x = random_activations(k * n_tokens, rng);
+        const Prepared p = prepare(x, k, n_tokens);
+        const size_t row_bytes = geb::kernels::row_bytes(type, k);
+        std::vector<float> want(rows * n_tokens), got(rows * n_tokens);
+        scalar.matmul[ti](w.data(), row_bytes, p.view, k, n_tokens, 0, rows, want.data(), rows);
+        scalar_x8(type)(w8.data(), row_bytes, p.view, k, n_tokens, 0, rows, got.data(), rows);
+        for (size_t i = 0; i < want.size(); ++i) CHECK_EQ(got[i], want[i]);
+        // padding rows of the last group are zero: scale and quants
+        for (int r = rows; r % geb::kernels::kRepackRows != 0; ++r) {
+          const size_t group = static_cast<size_t>(r / 8) * 8 * row_bytes;
+          const int i = r % 8;
+          for (int b = 0; b < k / kBlock; ++b) {
+            const uint8_t* block = w8.data() + group + b * group_block_bytes;
+            CHECK_EQ(block[2 * i], 0);
+            CHECK_EQ(block[2 * i + 1], 0);
+            for (size_t c = 0; c < (block_bytes - 2) / 4; ++c) {
+              for (int j = 0; j < 4; ++j) CHECK_EQ(block[16 + 32 * c + 4 * i + j], 0);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Every tier with x8 kernels against the scalar matmuls on the GGUF layout: row counts and
+// ranges that are not multiples of 8, token counts that leave a tail of the four-token tile, and
+// a k large enough for several row tiles and token chunks.
+GEB_TEST(quant_x8_matches_scalar_on_every_tier) {
+  const KernelTable& scalar = geb::kernel_table(geb::cpu::Tier::Scalar);
+  std::mt19937 rng(17);
+  int kernels_run = 0;
+  for (geb::cpu::Tier tier : geb::test::tiers()) {
+    const KernelTable& table = geb::kernel_table(tier);
+    for (WeightType type : {WeightType::Q4_0, WeightType::Q8_0}) {
+      const int ti = static_cast<int>(type);
+      if (table.matmul_x8[ti] == nullptr) continue;
+      ++kernels_run;
+      struct Shape {
+        int rows, r0, r1;
+      };
+      for (const Shape shape : {Shape{8, 0, 8}, Shape{13, 2, 11}, Shape{29, 5, 29}, Shape{64, 16, 48}, Shape{67, 0, 67}}) {
+        for (int k : {32, 64, 96, 352, 2048, 16384}) {
+          for (int n_tokens : {1, 2, 3, 4, 5, 9, 17}) {
+            if (k == 16384 && shape.rows > 13) continue;  // keeps the case fast; 13 rows already span row tiles
+            const int ldy = shape.rows + 3;
+            GEB_CONTEXT("tier=" << geb::cpu::tier_name(tier) << " type=" << ti << " rows=" << shape.rows << " r0=" << shape.r0
+                                << " r1=" << shape.r1 << " k=" << k << " n_tokens=" << n_tokens);
+            const std::vector<uint8_t> w = random_weights(type, shape.rows, k, rng);
+            const std::vector<uint8_t> w8 = repacked(type, w, shape.rows, k);
+            const std::vector<float> x = random_activations(k * n_tokens, rng);
+            const Prepared p = prepare(x, k, n_tokens);
+            const size_t row_bytes = geb::kernels::row_bytes(type, k);
+            const float nan = std::numeric_limits<float>::quiet_NaN();
+            std::vector<float> want(ldy * n_tokens, nan), got(ldy * n_tokens, nan);
+            scalar.matmul[ti](w.data(), row_bytes, p.view, k, n_tokens, shape.r0, shape.r1, want.data(), ldy);
+            table.matmul_x8[ti](w8.data(), row_bytes, p.view, k, n_tokens, shape.r0, shape.r1, got.data(), ldy);
+            for (int t = 0; t < n_tokens; ++t) {
+              for (int r = 0; r < ldy; ++r) {
+                const float g = got[t * ldy + r];
+                if (r < shape.r0 || r >= shape.r1) {
+                  CHECK_MSG(std::isnan(g), "r=" << r << " t=" << t << " written outside [r0, r1)");
+                  continue;
+                }
+                // the integer block dots are exact, so only the F32 scaling order differs
+                const float s = want[t * ldy + r];
+                CHECK_NEAR(g, s, 2e-5 * (std::fabs(s) + 1.0f) * std::sqrt(static_cast<float>(k) / kBlock));
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+#if defined(__x86_64__) || defined(_M_X64)
+  // AVX2 has both kernels, so when the AVX2 tier runs this case must not be empty.
+  bool avx2_listed = false;
+  for (geb::cpu::Tier tier : geb::test::tiers()) avx2_listed = avx2_listed || tier == geb::cpu::Tier::Avx2;
+  if (avx2_listed) CHECK_EQ(kernels_run >= 2, true);
+#endif
+}
+
 }  // namespace

@@ -1,0 +1,230 @@
+// AVX2 matmuls over Q4_0 and Q8_0 weights repacked in groups of 8 rows (Q4_0x8, Q8_0x8; layouts
+// in quant.h). Include only from *_avx2.cpp files, which are compiled with AVX2, FMA and F16C.
+//
+// Per 32-element block, each 32-byte chunk of a group-block holds 4 elements of each of the 8
+// rows, one row per 32-bit lane. VPMADDUBSW multiplies a chunk with the 4 matching activations
+// broadcast to every lane, so the 8 rows' integer dots end in one vector without horizontal adds,
+// and one conversion and two FMAs scale all 8 rows. Q4_0 chunks split by a mask and a shift into
+// two vectors of unsigned nibbles. Q8_0 chunks are signed, so they take the sign trick of
+// quant_ops_avx2.h. With several tokens (prefill) the unpacked quants of a group-block stay in
+// registers for every token of the tile.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels.h"
+#include "quant.h"
+
+namespace geb::kernels {
+namespace {
+
+// Pointers into one prepared token row (quant.h): quants, block scales d, block sums s.
+struct TokenRow {
+  const int8_t* q;
+  const float* d;
+  const float* s;
+};
+
+// The 4 activations at xb + offset in every 32-bit lane.
+inline __m256i broadcast_activations(const int8_t* xb, int offset) {
+  int32_t word;
+  std::memcpy(&word, xb + offset, 4);
+  return _mm256_set1_epi32(word);
+}
+
+struct Q4_0x8Avx2 {
+  static constexpr size_t kBlockBytes = kQ4_0x8BlockBytes;
+  // The dot counts the nibbles unsigned (0..15): 8 s_x per block takes the offset of 8 off.
+  static constexpr bool kNibbleOffset = true;
+
+  // q[c] holds elements 4c .. 4c + 3 of every row (c < 4) or elements 16 + 4(c - 4) .. of every
+  // row (c >= 4) as unsigned bytes.
+  struct Unpacked {
+    __m256i q[8];
+  };
+
+  // Returns the 8 rows' scales and unpacks the quants of a group-block.
+  static __m256 load(const uint8_t* block, Unpacked& u) {
+    const __m256i mask = _mm256_set1_epi8(0x0f);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16 + 32 * c));
+      u.q[c] = _mm256_and_si256(v, mask);
+      u.q[4 + c] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+    }
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
+  }
+
+  // Integer dots of the 8 rows with one token's block xb, one row per int32 lane.
+  static __m256i dots(const Unpacked& u, const int8_t* xb) {
+    // Each int16 lane sums 2 products of a nibble (at most 15) and an int8 (at most 127 in
+    // magnitude), at most 3810, and the eight vectors add to at most 16 products per lane:
+    // 30480 < 32767, so the int16 sums cannot overflow before VPMADDWD widens them. The adds
+    // form a tree, so the products of a block do not wait on each other.
+    __m256i p[8];
+    for (int c = 0; c < 4; ++c) {
+      p[c] = _mm256_maddubs_epi16(u.q[c], broadcast_activations(xb, 4 * c));
+      p[4 + c] = _mm256_maddubs_epi16(u.q[4 + c], broadcast_activations(xb, 16 + 4 * c));
+    }
+    const __m256i low = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
+    const __m256i high = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
+    return _mm256_madd_epi16(_mm256_add_epi16(low, high), _mm256_set1_epi16(1));
+  }
+};
+
+struct Q8_0x8Avx2 {
+  static constexpr size_t kBlockBytes = kQ8_0x8BlockBytes;
+  static constexpr bool kNibbleOffset = false;
+
+  // |w| of the 8 chunks, and the chunks themselves, whose signs move onto the activations.
+  struct Unpacked {
+    __m256i abs[8];
+    const uint8_t* chunks;
+  };
+
+  static __m256 load(const uint8_t* block, Unpacked& u) {
+    u.chunks = block + 16;
+    for (int c = 0; c < 8; ++c) {
+      u.abs[c] = _mm256_abs_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(u.chunks + 32 * c)));
+    }
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
+  }
+
+  static __m256i dots(const Unpacked& u, const int8_t* xb) {
+    // A VPMADDUBSW pair reaches 2 * 128 * 127 = 32512, so each chunk widens to int32 at once.
+    __m256i p[8];
+    for (int c = 0; c < 8; ++c) {
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u.chunks + 32 * c));
+      const __m256i x = _mm256_sign_epi8(broadcast_activations(xb, 4 * c), w);
+      p[c] = _mm256_madd_epi16(_mm256_maddubs_epi16(u.abs[c], x), _mm256_set1_epi16(1));
+    }
+    const __m256i low = _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+    const __m256i high = _mm256_add_epi32(_mm256_add_epi32(p[4], p[5]), _mm256_add_epi32(p[6], p[7]));
+    return _mm256_add_epi32(low, high);
+  }
+};
+
+// acc += d_w * (dot * d_x - 8 s_x) for Q4_0, d_w * dot * d_x for Q8_0: one block of one token
+// for 8 rows.
+template <typename Fmt>
+inline __m256 scale_block(__m256i dot, __m256 dw, const TokenRow& x, int b, __m256 acc) {
+  __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(x.d[b]));
+  if constexpr (Fmt::kNibbleOffset) v = _mm256_fnmadd_ps(_mm256_set1_ps(x.s[b]), _mm256_set1_ps(8.0f), v);
+  return _mm256_fmadd_ps(v, dw, acc);
+}
+
+// Bytes ahead of the current group-block that decode prefetches. With one token the kernel
+// computes faster than one core reads memory, and on a 2-core Zen 3 VM under memory contention
+// this prefetch raised one thread's Q4_0 decode throughput by about a quarter (median of 9 runs) and
+// left two threads unchanged.
+constexpr size_t kDecodePrefetchBytes = 4096;
+
+// Sums of one group (8 rows) with one token, one row per lane. Two accumulators over even and odd
+// blocks keep the FMA latency off the critical path of decode.
+template <typename Fmt>
+__m256 group_times_token(const uint8_t* group, int nb, const TokenRow& x) {
+  __m256 acc0 = _mm256_setzero_ps();
+  __m256 acc1 = _mm256_setzero_ps();
+  typename Fmt::Unpacked u;
+  int b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const uint8_t* block = group + static_cast<size_t>(b) * Fmt::kBlockBytes;
+    for (size_t line = 0; line < 2 * Fmt::kBlockBytes; line += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(block + kDecodePrefetchBytes + line), _MM_HINT_T0);
+    }
+    __m256 dw = Fmt::load(block, u);
+    acc0 = scale_block<Fmt>(Fmt::dots(u, x.q + b * kQuantBlock), dw, x, b, acc0);
+    dw = Fmt::load(block + Fmt::kBlockBytes, u);
+    acc1 = scale_block<Fmt>(Fmt::dots(u, x.q + (b + 1) * kQuantBlock), dw, x, b + 1, acc1);
+  }
+  if (b < nb) {
+    const __m256 dw = Fmt::load(group + static_cast<size_t>(b) * Fmt::kBlockBytes, u);
+    acc0 = scale_block<Fmt>(Fmt::dots(u, x.q + b * kQuantBlock), dw, x, b, acc0);
+  }
+  return _mm256_add_ps(acc0, acc1);
+}
+
+// Sums of one group with T tokens (prefill tile): each group-block is unpacked once for all T.
+template <typename Fmt, int T>
+void group_times_tokens(const uint8_t* group, int nb, const TokenRow* x, __m256 (&acc)[T]) {
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  typename Fmt::Unpacked u;
+  for (int b = 0; b < nb; ++b) {
+    const __m256 dw = Fmt::load(group + static_cast<size_t>(b) * Fmt::kBlockBytes, u);
+    for (int t = 0; t < T; ++t) acc[t] = scale_block<Fmt>(Fmt::dots(u, x[t].q + b * kQuantBlock), dw, x[t], b, acc[t]);
+  }
+}
+
+// Writes the lanes of group g's sums that fall in rows [r0, r1) to y (one token's output row).
+inline void store_group(__m256 sums, int g, int r0, int r1, float* y) {
+  float lanes[kRepackRows];
+  _mm256_storeu_ps(lanes, sums);
+  for (int i = 0; i < kRepackRows; ++i) {
+    const int r = g * kRepackRows + i;
+    if (r >= r0 && r < r1) y[r] = lanes[i];
+  }
+}
+
+// Groups [g0, g1) times tokens [t0, t0 + T).
+template <typename Fmt, int T>
+void groups_times_tokens(const uint8_t* base, size_t group_bytes, const TokenRow* x, int nb, int t0, int g0, int g1,
+                         int r0, int r1, float* y, int ldy) {
+  for (int g = g0; g < g1; ++g) {
+    const uint8_t* group = base + static_cast<size_t>(g) * group_bytes;
+    if constexpr (T == 1) {
+      store_group(group_times_token<Fmt>(group, nb, x[0]), g, r0, r1, y + static_cast<size_t>(t0) * ldy);
+    } else {
+      __m256 acc[T];
+      group_times_tokens<Fmt, T>(group, nb, x, acc);
+      for (int t = 0; t < T; ++t) store_group(acc[t], g, r0, r1, y + static_cast<size_t>(t0 + t) * ldy);
+    }
+  }
+}
+
+// MatmulFn over a repacked matrix. Rows [r0, r1) are computed by whole groups, and only the rows
+// inside the range are written; ranges aligned to 8 rows waste nothing. The loop order follows
+// matmul_quant (matmul_quant_body.h): token chunks whose prepared rows fit in about 256 KiB, and
+// tiles of groups of about 64 KiB of weights, so every group of four tokens of a chunk reads the
+// tile from L2. Up to four tokens stream the weights once.
+template <typename Fmt>
+void matmul_x8(const void* w, size_t row_stride, const PreparedX& x, int k, int n_tokens, int r0, int r1, float* y,
+               int ldy) {
+  const int nb = k / kQuantBlock;
+  const auto* base = static_cast<const uint8_t*>(w);
+  const size_t group_bytes = kRepackRows * row_stride;
+  const int g_begin = r0 / kRepackRows;
+  const int g_end = (r1 + kRepackRows - 1) / kRepackRows;
+  const int chunk = std::max(4, static_cast<int>((256 * 1024) / x.row_bytes) / 4 * 4);
+  const int tile = n_tokens <= 4 ? g_end - g_begin : std::max(1, static_cast<int>((64 * 1024) / group_bytes));
+
+  auto token_row = [&](int t) {
+    const auto* row = static_cast<const uint8_t*>(x.data) + static_cast<size_t>(t) * x.row_bytes;
+    const auto* d = reinterpret_cast<const float*>(row + k);
+    return TokenRow{reinterpret_cast<const int8_t*>(row), d, d + nb};
+  };
+
+  for (int c0 = 0; c0 < n_tokens; c0 += chunk) {
+    const int c1 = std::min(n_tokens, c0 + chunk);
+    for (int ga = g_begin; ga < g_end; ga += tile) {
+      const int gb = std::min(g_end, ga + tile);
+      int t = c0;
+      for (; t + 4 <= c1; t += 4) {
+        const TokenRow rows[4] = {token_row(t), token_row(t + 1), token_row(t + 2), token_row(t + 3)};
+        groups_times_tokens<Fmt, 4>(base, group_bytes, rows, nb, t, ga, gb, r0, r1, y, ldy);
+      }
+      if (t == c1) continue;
+      const TokenRow rows[3] = {token_row(t), token_row(std::min(t + 1, c1 - 1)), token_row(std::min(t + 2, c1 - 1))};
+      switch (c1 - t) {
+        case 3: groups_times_tokens<Fmt, 3>(base, group_bytes, rows, nb, t, ga, gb, r0, r1, y, ldy); break;
+        case 2: groups_times_tokens<Fmt, 2>(base, group_bytes, rows, nb, t, ga, gb, r0, r1, y, ldy); break;
+        default: groups_times_tokens<Fmt, 1>(base, group_bytes, rows, nb, t, ga, gb, r0, r1, y, ldy); break;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace geb::kernels
