@@ -5,8 +5,10 @@
 //
 // For each model file and thread count the two engines run alternately for several rounds, each
 // in its own process (bench/worker.mjs). Every number reported is the median over the rounds.
-// Cases: prefill of 128 and 512 tokens, decode of 128 tokens after a 16-token prompt, one
-// sequence, greedy. The same run measures the memory read bandwidth (bench/bandwidth.mjs) and
+// Cases: prefill of 128 and 512 tokens, decode of 128 tokens after a 16-token prompt and 8
+// untimed decode steps, one sequence, greedy. llama-tiny decodes 256 tokens (a step takes under a
+// millisecond, so fewer would time mostly noise), and on it "tg api" times decode through our
+// public generate() call as well (bench/worker.mjs, engine "ours-api"). The same run measures the memory read bandwidth (bench/bandwidth.mjs) and
 // reports decode as a share of the bandwidth roofline: weight bytes read per token / bandwidth.
 // Before timing anything it checks that both engines predict the same top-1 token for the same
 // prompt on the F32 files and prints the result.
@@ -17,6 +19,8 @@
 //   --types a,b        GEB-1.3B GGUF types (default f32,f16,q8_0,q4_0)
 //   --threads a,b      thread counts (default 1,2)
 //   --no-geb-dir       skip the BF16 GEB directory (quantize-at-load) case
+//   --models a,b       which models: llama-tiny, geb (default both); `--models llama-tiny`
+//                      measures the fixed cost of a step in under a minute
 //
 // Output: a table on stdout, bench/results/latest.json and bench/results/latest.md.
 import { spawnSync } from "node:child_process";
@@ -38,14 +42,20 @@ const { values: args } = parseArgs({
     types: { type: "string" },
     threads: { type: "string" },
     "no-geb-dir": { type: "boolean", default: false },
+    models: { type: "string" },
   },
 });
+const models = (args.models ?? "llama-tiny,geb").split(",").filter(Boolean);
+for (const name of models) {
+  if (name !== "llama-tiny" && name !== "geb") throw new Error(`--models: unknown model "${name}"; expected llama-tiny or geb`);
+}
 const quick = args.quick;
 const rounds = Number(args.rounds ?? (quick ? 1 : 3));
 const types = (args.types ?? (quick ? "q4_0,q8_0" : "f32,f16,q8_0,q4_0")).split(",").filter(Boolean);
 const threadCounts = (args.threads ?? (quick ? "2" : "1,2")).split(",").map(Number);
 const prefillLengths = quick ? [128] : [128, 512];
 const decodeSteps = quick ? 32 : 128;
+const tinyDecodeSteps = 256;
 const contextSize = 1024;
 
 function log(message) {
@@ -65,7 +75,7 @@ function ensureBenchDependencies() {
 
 // The bench imports the compiled package (dist/) and its native addon (build/Release).
 function ensureBuilt() {
-  const needed = ["dist/engine.js", "dist/model/load-plan.js", "dist/tools/random-checkpoint.js", "dist/formats/quantize.js"];
+  const needed = ["dist/index.js", "dist/engine.js", "dist/model/load-plan.js", "dist/tools/random-checkpoint.js", "dist/formats/quantize.js"];
   if (!needed.every((file) => existsSync(path.join(repo, file)))) {
     log("compiling the TypeScript sources (npm run build:ts)");
     spawnSync("npm", ["run", "build:ts"], { cwd: repo, stdio: "inherit" });
@@ -132,11 +142,16 @@ async function main() {
   const { benchCacheDir, ensureBenchModels } = await import("./models.mjs");
   await snapshotAddon(benchCacheDir());
 
-  const files = [{ label: "llama-tiny f32", file: LLAMA_TINY, engines: ["ours", "peer"] }];
-  const models = await ensureBenchModels(types, { gebDir: !quick && !args["no-geb-dir"], log });
-  for (const type of types) files.push({ label: `geb-1.3b ${type}`, file: models[type], engines: ["ours", "peer"] });
-  if (models.gebDir) {
-    files.push({ label: "geb-1.3b bf16 dir -> q8_0 at load", file: models.gebDir, engines: ["ours"], weightType: "q8_0" });
+  const files = [];
+  if (models.includes("llama-tiny")) {
+    files.push({ label: "llama-tiny f32", file: LLAMA_TINY, engines: ["ours", "ours-api", "peer"], decode: tinyDecodeSteps });
+  }
+  if (models.includes("geb")) {
+    const geb = await ensureBenchModels(types, { gebDir: !quick && !args["no-geb-dir"], log });
+    for (const type of types) files.push({ label: `geb-1.3b ${type}`, file: geb[type], engines: ["ours", "peer"], decode: decodeSteps });
+    if (geb.gebDir) {
+      files.push({ label: "geb-1.3b bf16 dir -> q8_0 at load", file: geb.gebDir, engines: ["ours"], weightType: "q8_0", decode: decodeSteps });
+    }
   }
 
   // measured before and after the cases; the better pass counts, because other work on a shared
@@ -167,12 +182,14 @@ async function main() {
     const perToken = entry.weightType ? null : await weightBytesPerToken(entry.file);
     const fileBytes = (await stat(entry.file)).isDirectory() ? null : (await stat(entry.file)).size;
     for (const threads of threadCounts) {
-      const runs = { ours: [], peer: [] };
+      const runs = { ours: [], "ours-api": [], peer: [] };
       for (let round = 0; round < rounds; round++) {
         // alternate which engine goes first, so neither always meets a warmer page cache
         const order = round % 2 === 0 ? entry.engines : [...entry.engines].reverse();
         for (const engine of order) {
-          const job = { engine, file: entry.file, threads, contextSize, prefill: prefillLengths, decode: decodeSteps, weightType: entry.weightType };
+          // the API run times decode only; the other two time prefill too
+          const prefill = engine === "ours-api" ? [] : prefillLengths;
+          const job = { engine, file: entry.file, threads, contextSize, prefill, decode: entry.decode, weightType: entry.weightType };
           if (entry.weightType) job.quantCacheDir = path.join(path.dirname(entry.file), "quantized");
           const result = runWorker(job);
           if (!result.ok) log(`${entry.label} t=${threads} ${engine}: ${result.error}`);
@@ -196,6 +213,7 @@ async function main() {
       };
       const ours = summary("ours");
       const peer = entry.engines.includes("peer") ? summary("peer") : null;
+      const api = entry.engines.includes("ours-api") ? summary("ours-api") : null;
       const roofline = perToken ? bandwidth[threads] / perToken : null;
       rows.push({
         label: entry.label,
@@ -203,8 +221,11 @@ async function main() {
         fileBytes,
         weightBytesPerToken: perToken,
         rooflineTokensPerSecond: roofline,
+        decodeSteps: entry.decode,
         ours,
         peer,
+        apiDecode: api?.decode ?? null,
+        apiErrors: api?.errors ?? [],
         decodeRatio: ours?.decode && peer?.decode ? ours.decode / peer.decode : null,
         decodeRooflineShare: ours?.decode && roofline ? ours.decode / roofline : null,
         prefillRatio: Object.fromEntries(prefillLengths.map((n) => [n, ours?.prefill[n] && peer?.prefill[n] ? ours.prefill[n] / peer.prefill[n] : null])),
@@ -236,7 +257,7 @@ function renderMarkdown(report) {
   lines.push("");
   lines.push(
     `${report.date}; ${report.machine.cpu}, ${report.machine.cores} cores, Node ${report.machine.node}; ` +
-      `${report.rounds} round(s), medians; context ${report.contextSize}; decode ${report.decodeSteps} tokens after a 16-token prompt; ` +
+      `${report.rounds} round(s), medians; context ${report.contextSize}; decode ${report.decodeSteps} tokens (llama-tiny ${tinyDecodeSteps}) after a 16-token prompt and 8 untimed steps; ` +
       `load average at the end ${report.machine.loadAverage.map((v) => v.toFixed(1)).join(" ")}.`,
   );
   lines.push("");
@@ -250,23 +271,27 @@ function renderMarkdown(report) {
   for (const check of report.checks) lines.push(`Top-1 check ${check.label}: ours ${check.ours}, llama.cpp ${check.peer} (${check.agree ? "agree" : "DIFFER"})`);
   lines.push("");
   const prefillHeads = report.prefillLengths.flatMap((n) => [`pp${n} ours`, `pp${n} l.cpp`, `pp${n} ratio`]);
-  lines.push(`| model | thr | ${prefillHeads.join(" | ")} | tg ours | tg l.cpp | tg ratio | tg % roofline | RSS load ours/l.cpp MiB | RSS end ours/l.cpp MiB | load s ours/l.cpp |`);
-  lines.push(`|${" --- |".repeat(2 + prefillHeads.length + 7)}`);
+  lines.push(`| model | thr | ${prefillHeads.join(" | ")} | tg ours | tg api | tg l.cpp | tg ratio | tg % roofline | RSS load ours/l.cpp MiB | RSS end ours/l.cpp MiB | load s ours/l.cpp |`);
+  lines.push(`|${" --- |".repeat(2 + prefillHeads.length + 8)}`);
   for (const row of report.rows) {
     const prefill = report.prefillLengths.flatMap((n) => [fmt(row.ours?.prefill[n]), fmt(row.peer?.prefill[n]), fmt(row.prefillRatio[n], 2)]);
     lines.push(
-      `| ${row.label} | ${row.threads} | ${prefill.join(" | ")} | ${fmt(row.ours?.decode, 2)} | ${fmt(row.peer?.decode, 2)} | ${fmt(row.decodeRatio, 2)} | ` +
+      `| ${row.label} | ${row.threads} | ${prefill.join(" | ")} | ${fmt(row.ours?.decode, 2)} | ${fmt(row.apiDecode, 2)} | ${fmt(row.peer?.decode, 2)} | ${fmt(row.decodeRatio, 2)} | ` +
         `${row.decodeRooflineShare === null ? "-" : (100 * row.decodeRooflineShare).toFixed(0) + "%"} | ` +
         `${fmt(row.ours?.rssAfterLoadMiB, 0)}/${fmt(row.peer?.rssAfterLoadMiB, 0)} | ${fmt(row.ours?.rssAfterRunMiB, 0)}/${fmt(row.peer?.rssAfterRunMiB, 0)} | ` +
         `${fmt(row.ours && row.ours.loadMs / 1000, 1)}/${fmt(row.peer && row.peer.loadMs / 1000, 1)} |`,
     );
   }
   lines.push("");
-  lines.push("Tokens/s; pp = prefill, tg = decode; ratio = ours / llama.cpp. RSS is the worker process's resident set (mapped weight pages count once touched).");
+  lines.push(
+    "Tokens/s; pp = prefill, tg = decode; tg ours = Engine.forward() plus an argmax per step, tg api = Model.generate() (llama-tiny only); " +
+      "ratio = tg ours / llama.cpp. RSS is the worker process's resident set (mapped weight pages count once touched).",
+  );
   for (const row of report.rows) {
     for (const [engine, summary] of [["ours", row.ours], ["llama.cpp", row.peer]]) {
       if (summary?.errors?.length) lines.push(`- ${row.label} t=${row.threads} ${engine}: ${summary.errors.length} failed run(s): ${summary.errors[0]}`);
     }
+    if (row.apiErrors.length) lines.push(`- ${row.label} t=${row.threads} ours-api: ${row.apiErrors.length} failed run(s): ${row.apiErrors[0]}`);
   }
   return lines.join("\n") + "\n";
 }

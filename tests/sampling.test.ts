@@ -65,6 +65,31 @@ describe("greedy sampling", () => {
     expect(logprob).toBeCloseTo(logits[token]! - logSumExp(logits), 5);
     expect(Number.isNaN(makeSampler({ temperature: 0 }, 300).sample(logits, []).logprob)).toBe(true);
   });
+
+  // Without logprobs or penalties, greedy takes a one-pass path; with logprobs it runs every
+  // stage. Both must pick the same token on rows with NaN, infinities and ties.
+  it("picks the same token on the one-pass path as through the stages", () => {
+    const rows = [
+      [NaN, 1, 2, 2, NaN],
+      [-Infinity, NaN, -5, -Infinity],
+      [1, Infinity, 3, Infinity],
+      [NaN, -Infinity, Infinity],
+      [5, 5, 5],
+    ].map((row) => Float32Array.from(row));
+    rows.push(randomLogits(4000, 9));
+    for (const row of rows) {
+      const fast = makeSampler({ temperature: 0 }, row.length).sample(row, []);
+      const staged = makeSampler({ temperature: 0 }, row.length).sample(row, [], true);
+      expect(fast.token, `row ${Array.from(row.slice(0, 6)).join(",")}`).toBe(staged.token);
+      expect(Number.isNaN(fast.logprob)).toBe(true);
+    }
+  });
+
+  it("rejects a row of only -Infinity and NaN on the one-pass path too", () => {
+    const row = Float32Array.from([-Infinity, NaN, -Infinity]);
+    expect(() => makeSampler({ temperature: 0 }, 3).sample(row, [])).toThrow(InvalidArgumentError);
+    expect(() => makeSampler({ temperature: 0 }, 3).sample(row, [], true)).toThrow(InvalidArgumentError);
+  });
 });
 
 describe("truncation stages", () => {

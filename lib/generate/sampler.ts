@@ -248,6 +248,11 @@ export class Sampler {
    * sequence so far (prompt and generated tokens), used by the penalties.
    */
   sample(logits: Float32Array, context: ArrayLike<number>, wantLogprob = false): SampledToken {
+    // Plain greedy decoding reads the row once, with no copy: the result equals the stages below,
+    // which would leave every logit unchanged before the argmax.
+    if (this.settings.temperature === 0 && !wantLogprob && this.leavesLogitsUnchanged()) {
+      return { token: greedyToken(logits), logprob: NaN };
+    }
     if (logits.length !== this.work.length) this.resize(logits.length);
     const work = this.work;
     work.set(logits);
@@ -261,6 +266,11 @@ export class Sampler {
     const token = this.settings.temperature === 0 ? argmax(work) : this.draw(work);
     const logprob = wantLogprob ? work[token]! - logSumExp(work) : NaN;
     return { token, logprob };
+  }
+
+  private leavesLogitsUnchanged(): boolean {
+    const { repetitionPenalty, presencePenalty, frequencyPenalty, logitBias } = this.settings;
+    return repetitionPenalty === 1 && presencePenalty === 0 && frequencyPenalty === 0 && logitBias.size === 0;
   }
 
   private resize(vocabSize: number): void {
@@ -513,6 +523,32 @@ export class Sampler {
 }
 
 /**
+ * Greedy choice over an unpenalised row in one pass, the same token as limitToSampleable followed
+ * by argmax: the first +Infinity if there is one, else the first largest finite logit. NaN never
+ * wins. Throws InvalidArgumentError when every logit is -Infinity or NaN.
+ */
+function greedyToken(logits: Float32Array): number {
+  let best = -1;
+  let bestValue = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    const value = logits[i]!;
+    if (value > bestValue) {
+      bestValue = value;
+      best = i;
+    }
+  }
+  if (best < 0) throw noSampleableToken();
+  return best;
+}
+
+function noSampleableToken(): InvalidArgumentError {
+  return new InvalidArgumentError(
+    "Every token's logit is -Infinity or NaN after the penalties and logitBias, so no token can be sampled; ban fewer tokens or use smaller penalties.",
+    { expected: "at least one finite logit", received: 0 },
+  );
+}
+
+/**
  * Prepare a penalised row for the stages, which assume a finite maximum. A logit that overflowed
  * float32 to +Infinity (a bias of 1e40, a repetition penalty of 1e-300) outranks every finite
  * one, so only the +Infinity tokens stay, as equal logits of 0. NaN becomes -Infinity.
@@ -531,12 +567,7 @@ function limitToSampleable(work: Float32Array): void {
     for (let i = 0; i < work.length; i++) work[i] = work[i] === Infinity ? 0 : -Infinity;
     return;
   }
-  if (finite === 0) {
-    throw new InvalidArgumentError(
-      "Every token's logit is -Infinity or NaN after the penalties and logitBias, so no token can be sampled; ban fewer tokens or use smaller penalties.",
-      { expected: "at least one finite logit", received: 0 },
-    );
-  }
+  if (finite === 0) throw noSampleableToken();
 }
 
 /** Index of the largest value; the lowest index wins ties. NaN never wins. */

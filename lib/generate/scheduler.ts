@@ -48,6 +48,9 @@ export class BatchScheduler {
   private running: Promise<void> | undefined;
   private flushScheduled = false;
   private closed = false;
+  // Abort flag of the step in flight, shared with the native engine. Steps run one at a time, so
+  // one flag serves them all: runStep clears it before each step.
+  private readonly abortFlag = new Int32Array(new SharedArrayBuffer(4));
   private readonly activeSequences: () => number;
 
   /**
@@ -169,7 +172,8 @@ export class BatchScheduler {
     }
 
     // Any request's signal stops the whole step through the shared flag; the others run again.
-    const abortFlag = new Int32Array(new SharedArrayBuffer(4));
+    const abortFlag = this.abortFlag;
+    Atomics.store(abortFlag, 0, 0);
     const onAbort = (): void => void Atomics.store(abortFlag, 0, 1);
     for (const { request } of batch) request.signal?.addEventListener("abort", onAbort);
 

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 // The `Engine` class of the addon: a geb::Engine behind Node-API. Arguments are copied into C++
-// structs on the main thread. forward() then runs as one async work item whose Execute touches no
-// JS value and drives the engine's own thread pool. One forward step runs at a time per engine, so
-// a second call while one runs is rejected, and so are the sequence operations.
+// structs on the main thread. forward() then hands the step to the engine's own StepThread, which
+// touches no JS value, drives the engine's thread pool and settles the promise through a
+// threadsafe function. A persistent thread rather than an AsyncWorker per step saves the libuv
+// thread pool's queue and wake-up on every decode step, which is most of a small model's step
+// time. One forward step runs at a time per engine, so a second call while one runs is rejected,
+// and so are the sequence operations.
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -16,6 +19,7 @@
 #include "core/forward.h"
 #include "guard.h"
 #include "register.h"
+#include "step_thread.h"
 #include "tier_arg.h"
 
 namespace geb::binding {
@@ -111,28 +115,31 @@ EngineOptions read_options(Napi::Env env, Napi::Value value) {
 
 class EngineWrap;
 
-class ForwardWorker : public Napi::AsyncWorker {
- public:
-  ForwardWorker(Napi::Env env, EngineWrap* owner, std::vector<BatchEntry> batch, Napi::Value abort_array,
-                const int32_t* abort_flag);
-  ~ForwardWorker() override;
+// One forward step in flight: its inputs, the array the logits go to, and the outcome. Made on
+// the main thread by forward(), run on the engine's StepThread, settled back on the main thread.
+struct StepJob {
+  EngineWrap* owner = nullptr;
+  Napi::Promise::Deferred deferred;
+  std::vector<BatchEntry> batch;
+  Napi::ObjectReference abort_array;  // keeps the flag's SharedArrayBuffer alive
+  const int32_t* abort_flag = nullptr;
+  // The step writes the logits straight into this array, which no JS code can reach (so none
+  // can detach its buffer) until the promise resolves with it.
+  Napi::Reference<Napi::Float32Array> logits_array;
+  float* logits = nullptr;
+  size_t logits_floats = 0;
+  bool failed = false;
+  ErrorCode error_code = ErrorCode::Internal;
+  std::string error_message;
 
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override;
-  void OnOK() override;
-  void OnError(const Napi::Error& error) override;
-
- private:
-  EngineWrap* owner_;
-  Napi::Promise::Deferred deferred_;
-  std::vector<BatchEntry> batch_;
-  Napi::ObjectReference abort_array_;  // keeps the flag's SharedArrayBuffer alive
-  const int32_t* abort_flag_;
-  std::vector<float> logits_;
-  ErrorCode error_code_ = ErrorCode::Internal;
+  explicit StepJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
+
+void RunStep(void* job);
+void SettleStep(Napi::Env env, Napi::Function callback, void* context, StepJob* job);
+
+// Carries a finished StepJob from the StepThread to the main thread.
+using SettleFunction = Napi::TypedThreadSafeFunction<void, StepJob, SettleStep>;
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
@@ -157,19 +164,35 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       const EngineOptions options = read_options(env, info[1]);
       try {
         engine_ = std::make_unique<geb::Engine>(plan, options);
+        step_thread_ = std::make_unique<StepThread>(RunStep);
       } catch (const std::bad_alloc&) {
         throw CodedError(env, kErrIo, "out of memory while creating the engine; lower contextSize or nSeqMax");
       } catch (const std::system_error& e) {
         throw CodedError(env, kErrIo, std::string("cannot start the engine's threads (") + e.what() + "); use fewer threads");
       }
+      // Unreferenced while idle, so an idle engine does not keep the process alive; forward()
+      // references it until its step settles.
+      settle_ = SettleFunction::New(env, "geb-cpu:forward", 0, 1);
+      settle_.Unref(env);
+      // Added after the threadsafe function, so it runs before that function's own cleanup when
+      // the environment shuts down (hooks run in reverse order): the step thread is joined
+      // before the function it calls is freed.
+      if (napi_add_env_cleanup_hook(env, &EngineWrap::OnEnvCleanup, this) == napi_ok) cleanup_hook_ = true;
     });
   }
 
+  ~EngineWrap() override {
+    if (cleanup_hook_) napi_remove_env_cleanup_hook(Env(), &EngineWrap::OnEnvCleanup, this);
+    StopStepThread();
+  }
+
   geb::Engine& engine() { return *engine_; }
+  SettleFunction& settle() { return settle_; }
 
   // Called on the main thread when a forward step has settled.
   void StepDone() {
     busy_ = false;
+    if (static_cast<napi_threadsafe_function>(settle_) != nullptr) settle_.Unref(Env());
     if (disposed_ && engine_) ReleaseEngine();
   }
 
@@ -187,7 +210,25 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
   }
 
+  // Joins the step thread (after the step it runs, if any), then releases the threadsafe
+  // function, which nothing calls any more. Idempotent.
+  void StopStepThread() {
+    if (step_thread_) step_thread_->stop();
+    step_thread_.reset();
+    if (static_cast<napi_threadsafe_function>(settle_) != nullptr) {
+      settle_.Release();
+      settle_ = SettleFunction();
+    }
+  }
+
+  static void OnEnvCleanup(void* data) {
+    auto* self = static_cast<EngineWrap*>(data);
+    self->cleanup_hook_ = false;
+    self->StopStepThread();
+  }
+
   void ReleaseEngine() {
+    StopStepThread();
     engine_.reset();
     for (Napi::Promise::Deferred& d : dispose_waiters_) d.Resolve(Env().Undefined());
     dispose_waiters_.clear();
@@ -221,15 +262,35 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       abort_array = flag;
     }
 
-    std::vector<BatchEntry> batch(n);
+    auto job = std::make_unique<StepJob>(env);
+    job->owner = this;
+    job->batch.resize(n);
     for (size_t i = 0; i < n; ++i) {
-      batch[i] = BatchEntry{seq_ids[i], positions[i], tokens[i], wants[i] != 0};
+      job->batch[i] = BatchEntry{seq_ids[i], positions[i], tokens[i], wants[i] != 0};
     }
+    if (abort_flag != nullptr) {
+      job->abort_array = Napi::Persistent(abort_array.As<Napi::Object>());
+      job->abort_flag = abort_flag;
+    }
+    // allocated here, on the main thread, so the step thread writes the result in place
+    // NOTE: each step allocates a fresh array (about 260 KB for GEB-1.3B's vocabulary), because a
+    // caller may keep the previous step's logits.
+    job->logits_floats = engine_->logits_floats(job->batch);
+    Napi::Float32Array logits;
+    try {
+      logits = Napi::Float32Array::New(env, job->logits_floats);
+    } catch (const Napi::Error&) {
+      throw CodedError(env, kErrIo, "out of memory for " + std::to_string(job->logits_floats) +
+                                        " floats of logits; ask for logits at fewer positions per step");
+    }
+    job->logits_array = Napi::Persistent(logits);
+    job->logits = logits.Data();
 
-    auto* worker = new ForwardWorker(env, this, std::move(batch), abort_array, abort_flag);
-    Napi::Promise promise = worker->Promise();
+    Napi::Promise promise = job->deferred.Promise();
+    Ref();  // the JS Engine object stays alive while the step runs
+    settle_.Ref(env);
     busy_ = true;
-    worker->Queue();
+    step_thread_->post(job.release());
     return promise;
   }
 
@@ -339,70 +400,73 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   std::unique_ptr<geb::Engine> engine_;
+  std::unique_ptr<StepThread> step_thread_;  // runs the forward steps; null once stopped
+  SettleFunction settle_;                    // settles each step's promise on the main thread
+  bool cleanup_hook_ = false;                // OnEnvCleanup is registered and has not run
   bool busy_ = false;      // a forward step is queued or running (main thread only)
   bool disposed_ = false;  // dispose() was called (main thread only)
   std::vector<Napi::Promise::Deferred> dispose_waiters_;
 };
 
-ForwardWorker::ForwardWorker(Napi::Env env, EngineWrap* owner, std::vector<BatchEntry> batch, Napi::Value abort_array,
-                             const int32_t* abort_flag)
-    : Napi::AsyncWorker(env, "geb-cpu:forward"),
-      owner_(owner),
-      deferred_(Napi::Promise::Deferred::New(env)),
-      batch_(std::move(batch)),
-      abort_flag_(abort_flag) {
-  if (abort_array.IsObject()) abort_array_ = Napi::Persistent(abort_array.As<Napi::Object>());
-  owner_->Ref();  // the JS Engine object stays alive while the step runs
-}
-
-ForwardWorker::~ForwardWorker() { owner_->Unref(); }
-
-void ForwardWorker::Execute() {
+// Runs on the step thread and touches no JS value.
+void RunStep(void* data) {
+  auto* job = static_cast<StepJob*>(data);
   try {
     // A mapped file truncated since load would fault with SIGBUS, one rewritten would give wrong
     // logits; both fail the step here instead.
-    owner_->engine().model().check_files_unchanged();
-    owner_->engine().forward(batch_, abort_flag_, logits_);
+    geb::Engine& engine = job->owner->engine();
+    engine.model().check_files_unchanged();
+    engine.forward(job->batch, job->abort_flag, job->logits, job->logits_floats);
   } catch (const EngineError& e) {
-    error_code_ = e.code();
-    SetError(e.what());
+    job->failed = true;
+    job->error_code = e.code();
+    job->error_message = e.what();
   } catch (const std::bad_alloc&) {
-    error_code_ = ErrorCode::Io;
-    SetError("out of memory during the forward step");
+    job->failed = true;
+    job->error_code = ErrorCode::Io;
+    job->error_message = "out of memory during the forward step";
   } catch (const std::exception& e) {
-    error_code_ = ErrorCode::Internal;
-    SetError(std::string("internal error in the forward step: ") + e.what());
+    job->failed = true;
+    job->error_code = ErrorCode::Internal;
+    job->error_message = std::string("internal error in the forward step: ") + e.what();
+  }
+  if (job->owner->settle().NonBlockingCall(job) != napi_ok) {
+    // The environment is shutting down, so no one waits for this promise. Its references belong
+    // to that environment and must not be deleted from this thread.
+    job->abort_array.SuppressDestruct();
+    job->logits_array.SuppressDestruct();
+    delete job;
   }
 }
 
-// OnOK and OnError run in node-addon-api's completion callback. An exception thrown there while
-// the environment shuts down (worker.terminate() during a step) ends the whole process, so
-// neither lets one out. StepDone() runs first, so a pending dispose() still releases the engine.
-void ForwardWorker::OnOK() {
-  owner_->StepDone();
-  Napi::Env env = Env();
+// Runs on the main thread. `env` is null when the environment shuts down with the job still
+// queued: then only the job's memory is freed. An exception thrown here while the environment
+// shuts down (worker.terminate() during a step) would end the whole process, so none leaves.
+// StepDone() runs before the promise settles, so a pending dispose() still releases the engine.
+void SettleStep(Napi::Env env, Napi::Function, void*, StepJob* job) {
+  std::unique_ptr<StepJob> owned(job);
+  if (env == nullptr) {
+    job->abort_array.SuppressDestruct();
+    job->logits_array.SuppressDestruct();
+    return;
+  }
+  EngineWrap* owner = job->owner;
+  owner->StepDone();
   try {
-    Napi::Float32Array out = Napi::Float32Array::New(env, logits_.size());
-    if (!logits_.empty()) std::memcpy(out.Data(), logits_.data(), logits_.size() * sizeof(float));
-    deferred_.Resolve(out);
+    Napi::HandleScope scope(env);
+    if (!job->failed) {
+      job->deferred.Resolve(job->logits_array.Value());
+    } else {
+      job->deferred.Reject(CodedError(env, error_code_name(job->error_code), job->error_message).Value());
+    }
   } catch (const Napi::Error&) {
     // The environment is shutting down or out of memory, so no caller can receive the result.
     try {
-      deferred_.Reject(CodedError(env, kErrIo, "could not return the logits of the forward step").Value());
+      job->deferred.Reject(CodedError(env, kErrIo, "could not return the logits of the forward step").Value());
     } catch (const Napi::Error&) {
     }
   }
-}
-
-void ForwardWorker::OnError(const Napi::Error& error) {
-  owner_->StepDone();
-  Napi::Env env = Env();
-  try {
-    const std::string message = error.Message();
-    deferred_.Reject(CodedError(env, error_code_name(error_code_), message).Value());
-  } catch (const Napi::Error&) {
-    // Same as in OnOK: the environment is shutting down and the rejection has no observer.
-  }
+  owner->Unref();
 }
 
 }  // namespace

@@ -40,10 +40,14 @@ class Engine {
 
   // Runs one step. For each sequence the batch's positions must continue its cache: the first
   // entry of sequence s has position length(s), the next length(s) + 1, and so on. `logits`
-  // receives n_vocab floats per entry with wants_logits, in batch order. `abort_flag`, when not
-  // null, is read between layers; a non-zero value stops the step with ErrorCode::Aborted. The
-  // cache lengths change only when the whole step succeeds. Throws EngineError.
-  void forward(const std::vector<BatchEntry>& batch, const int32_t* abort_flag, std::vector<float>& logits);
+  // receives n_vocab floats per entry with wants_logits, in batch order, and must have room for
+  // logits_floats(batch) of them (logits_capacity). `abort_flag`, when not null, is read between
+  // layers; a non-zero value stops the step with ErrorCode::Aborted. The cache lengths change
+  // only when the whole step succeeds, and `logits` holds no result after a failed step.
+  // Throws EngineError.
+  void forward(const std::vector<BatchEntry>& batch, const int32_t* abort_flag, float* logits, size_t logits_capacity);
+  // Floats of logits a step over `batch` writes: n_vocab per entry with wants_logits.
+  size_t logits_floats(const std::vector<BatchEntry>& batch) const;
 
   // Drops every cached position of a sequence.
   void clear_sequence(int seq);

@@ -2,10 +2,13 @@
 // parallel_for takes part as thread 0, so a pool of `n` threads starts n - 1 workers.
 //
 // Work is a range of items [0, n_items) claimed in chunks through an atomic counter, so faster
-// threads take more chunks. The caller waits only for chunks that were claimed, never for a
-// worker that has not woken up yet, so a descheduled worker delays nothing when the machine is
-// oversubscribed. Between jobs the workers spin briefly, then yield, then sleep on a condition
-// variable, so an idle engine costs no CPU.
+// threads take more chunks. Chunks shrink as the range runs out (guided scheduling): the first
+// claims are large, which keeps claims few, and the last ones are small, so threads finish
+// together. The caller waits only for chunks that were claimed, never for a worker that has not
+// woken up yet, so a descheduled worker delays nothing when the machine is oversubscribed.
+// Between jobs the workers spin briefly, then yield, then sleep on a condition variable, so an
+// idle engine costs no CPU. The caller takes the mutex to wake workers only when one sleeps, and
+// only for a job large enough to repay the wake-up; polling workers join any job.
 #pragma once
 
 #include <atomic>
@@ -27,18 +30,21 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Runs fn(begin, end, thread_index) over [0, n_items) in chunks of `chunk` items and returns
-  // when every chunk is done. thread_index is in [0, size()). Not reentrant: one caller at a time.
+  // Runs fn(begin, end, thread_index) over [0, n_items) and returns when every chunk is done.
+  // Each claimed chunk is a whole multiple of `min_chunk` items, except the last one of the range,
+  // so every chunk boundary is a multiple of min_chunk. A range of at most `min_chunk` items runs
+  // on the calling thread without waking any worker, so callers choose min_chunk as the smallest
+  // piece worth handing to another thread.
+  // thread_index is in [0, size()). Not reentrant: one caller at a time.
   template <typename F>
-  void parallel_for(int64_t n_items, int64_t chunk, F&& fn) {
+  void parallel_for(int64_t n_items, int64_t min_chunk, F&& fn) {
     using Fn = std::remove_reference_t<F>;
     auto call = [](void* ctx, int64_t begin, int64_t end, int thread) { (*static_cast<Fn*>(ctx))(begin, end, thread); };
-    run(call, const_cast<void*>(static_cast<const void*>(&fn)), n_items, chunk < 1 ? 1 : chunk);
+    run(call, const_cast<void*>(static_cast<const void*>(&fn)), n_items, min_chunk < 1 ? 1 : min_chunk);
   }
 
   // Chunk size that gives each thread about four chunks of a range of n_items, at least
-  // min_chunk items each: enough chunks to even out uneven threads, few enough that claiming a
-  // chunk stays cheap next to computing it.
+  // min_chunk items each. With guided claiming this is only a lower bound on each chunk.
   int64_t chunk_for(int64_t n_items, int64_t min_chunk) const {
     const int64_t chunk = n_items / (static_cast<int64_t>(n_threads_) * 4);
     return chunk < min_chunk ? min_chunk : chunk;
@@ -55,10 +61,10 @@ class ThreadPool {
     std::atomic<CallFn> call{nullptr};
     std::atomic<void*> ctx{nullptr};
     std::atomic<int64_t> n_items{0};
-    std::atomic<int64_t> chunk{1};
+    std::atomic<int64_t> min_chunk{1};
   };
 
-  void run(CallFn call, void* ctx, int64_t n_items, int64_t chunk);
+  void run(CallFn call, void* ctx, int64_t n_items, int64_t min_chunk);
   // Claims and runs chunks of job `generation` until none are left or a newer job started.
   void work_on(uint32_t generation, int thread);
   void worker_main(int thread);
@@ -74,9 +80,12 @@ class ThreadPool {
   // chunk's writes. The caller resets it (relaxed, before publishing) and waits with acquire until
   // it reaches n_items, which makes every output write visible to the caller.
   alignas(64) std::atomic<int64_t> done_{0};
-  // Generation of the newest job. The caller increments it with release, under mutex_ so a worker
-  // going to sleep cannot miss the change. Workers read it with acquire.
+  // Generation of the newest job. The caller increments it (seq_cst), then reads sleepers_
+  // (seq_cst). A worker increments sleepers_ under mutex_ before it checks generation_ and waits,
+  // so either the caller sees the sleeper and notifies under mutex_, or the worker sees the job.
   alignas(64) std::atomic<uint32_t> generation_{0};
+  // Workers blocked (or about to block) on wake_.
+  std::atomic<int> sleepers_{0};
   // Set once by the destructor (release, under mutex_). Workers read it with acquire.
   alignas(64) std::atomic<bool> stop_{false};
 
