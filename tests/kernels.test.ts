@@ -54,6 +54,8 @@ describe.each(TIERS)("kernels on tier %s", (tier: KernelTier) => {
       [7, 33, 1],
       [19, 70, 5],
       [4, 256, 9],
+      // prefill GEMM: two panels of k, and token and row counts off the tile sizes
+      [37, 1100, 13],
     ] as const) {
       const w = randomFloats(rows * k, -1, 1, rows * 31 + k);
       const x = randomFloats(nTokens * k, -1, 1, k * 7 + nTokens);

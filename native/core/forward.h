@@ -85,7 +85,10 @@ class Engine {
   std::vector<float> theta_;  // (rope_dim / 2): ropeBase^(-2i / rope_dim), rounded to F32
 
   // Scratch for one chunk of at most kChunk tokens; shapes in (tokens, width) order.
-  static constexpr int kChunk = 64;
+  // Every matmul of a chunk reads its weights from memory once, so longer chunks read them fewer
+  // times in a long prompt. 256 tokens took about 13% less CPU time than 64 for a 512-token F16
+  // GEB-1.3B prefill, for about 22 MiB of scratch instead of 5.5 MiB.
+  static constexpr int kChunk = 256;
   std::vector<float> x_;        // (kChunk, n_embd) residual stream
   std::vector<float> h_;        // (kChunk, n_embd) normed input of a sub-layer
   std::vector<float> q_;        // (kChunk, n_head * head_dim)

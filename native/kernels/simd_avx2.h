@@ -16,6 +16,7 @@ namespace {
 struct Avx2Ops {
   using V = __m256;
   static constexpr int W = 8;  // floats per vector
+  static constexpr int kRegisters = 16;  // vector registers (ymm0-15), for sizing register tiles
 
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(float v) { return _mm256_set1_ps(v); }

@@ -27,6 +27,7 @@ namespace {
 struct Avx512Ops {
   using V = __m512;
   static constexpr int W = 16;  // floats per vector
+  static constexpr int kRegisters = 32;  // vector registers (zmm0-31), for sizing register tiles
 
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float v) { return _mm512_set1_ps(v); }

@@ -16,6 +16,7 @@ namespace {
 struct NeonOps {
   using V = float32x4_t;
   static constexpr int W = 4;  // floats per vector
+  static constexpr int kRegisters = 32;  // vector registers (v0-v31), for sizing register tiles
 
   static V zero() { return vdupq_n_f32(0.0f); }
   static V set1(float v) { return vdupq_n_f32(v); }

@@ -113,6 +113,11 @@ GEB_TEST(matmul_matches_reference) {
       {1, 1, 1, 0, 1},     {5, 7, 1, 0, 5},      {17, 33, 3, 0, 17}, {64, 256, 1, 0, 64},
       {31, 100, 5, 3, 29}, {3, 129, 9, 0, 3},    {8, 16, 4, 2, 8},   {40, 520, 2, 0, 40},
       {7, 1000, 7, 1, 6},  {2, 2048, 1, 0, 2},
+      // Prefill GEMM: k over two or three panels with a partial vector at the end, and rows over
+      // several row blocks plus a row remainder. The token counts leave every remainder of the
+      // 4- and 6-token tiles, and the decode case has rows off the 8-row tile.
+      {70, 2600, 7, 1, 68}, {65, 1537, 13, 0, 65}, {131, 1100, 11, 5, 127}, {13, 3001, 1, 0, 13},
+      {97, 300, 23, 2, 96},
   };
   const WeightType types[] = {WeightType::F32, WeightType::F16, WeightType::BF16};
   const double tolerances[] = {kTolMatmulF32, kTolMatmulF16, kTolMatmulBf16};
