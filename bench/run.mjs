@@ -24,7 +24,7 @@
 //
 // Output: a table on stdout, bench/results/latest.json and bench/results/latest.md.
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { copyFile, mkdir, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -86,16 +86,20 @@ function ensureBuilt() {
 
 // Workers load a copy of the native addon taken when the bench starts, so a rebuild of
 // build/Release in the middle of a long run (other work on the same checkout) cannot make later
-// cases fail or mix two builds. GEB_CPU_BINARY, when set, wins.
+// cases fail or mix two builds. The copy's name is unique to this run: copying over a file that
+// another run has loaded rewrites code under that process, which then crashes (SIGSEGV or
+// SIGILL). GEB_CPU_BINARY, when set, wins.
 let workerEnv = process.env;
+let addonSnapshot = null;
 async function snapshotAddon(cacheDir) {
   if (process.env.GEB_CPU_BINARY) return;
   const built = path.join(repo, "build/Release/geb_cpu.node");
   if (!existsSync(built)) throw new Error(`${built} is missing; run \`npm run build:native\` first`);
   await mkdir(cacheDir, { recursive: true });
-  const copy = path.join(cacheDir, "geb_cpu.node");
-  await copyFile(built, copy);
-  workerEnv = { ...process.env, GEB_CPU_BINARY: copy };
+  addonSnapshot = path.join(cacheDir, `geb_cpu.${process.pid}.${Date.now()}.node`);
+  await copyFile(built, addonSnapshot);
+  process.on("exit", () => rmSync(addonSnapshot, { force: true }));
+  workerEnv = { ...process.env, GEB_CPU_BINARY: addonSnapshot };
 }
 
 function runWorker(job) {
