@@ -343,6 +343,36 @@ describe("convert errors", () => {
     await expect(stat(join(workDir, "x.gguf"))).rejects.toMatchObject({ code: "ENOENT" });
   });
 
+  it("rejects an architecture other than geb or chatglm", async () => {
+    const output = join(workDir, "llama-arch.gguf");
+    const run = convertModel(GEB_TINY_DIR, output, { type: "q8_0", architecture: "llama" as "geb" });
+    await expect(run).rejects.toMatchObject({ code: "ERR_GEB_INVALID_ARGUMENT" });
+    await expect(stat(output)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("rejects missing options and paths with codes", async () => {
+    const output = join(workDir, "no-options.gguf");
+    const noOptions = (convertModel as (input: unknown, output: unknown, options?: unknown) => Promise<unknown>)(GEB_TINY_DIR, output);
+    await expect(noOptions).rejects.toMatchObject({ code: "ERR_GEB_INVALID_ARGUMENT" });
+    const noOutput = (convertModel as (input: unknown, output: unknown, options?: unknown) => Promise<unknown>)(GEB_TINY_DIR, undefined, { type: "q8_0" });
+    await expect(noOutput).rejects.toMatchObject({ code: "ERR_GEB_INVALID_ARGUMENT" });
+  });
+
+  it("lets only one of two conversions create the same output", async () => {
+    const output = join(workDir, "race.gguf");
+    const results = await Promise.allSettled([
+      convertModel(GEB_TINY_DIR, output, { type: "q4_0" }),
+      convertModel(LLAMA_TINY_GGUF, output, { type: "q8_0" }),
+    ]);
+    const fulfilled = results.filter((result) => result.status === "fulfilled");
+    const rejected = results.filter((result): result is PromiseRejectedResult => result.status === "rejected");
+    expect(fulfilled).toHaveLength(1);
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0].reason).toMatchObject({ code: "ERR_GEB_INVALID_ARGUMENT" });
+    expect(await temporaryFiles(workDir)).toEqual([]);
+    await rm(output);
+  });
+
   it("prints help", async () => {
     const { code, stdout } = await runConvert(["--help"]);
     expect(code).toBe(0);

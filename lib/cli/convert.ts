@@ -90,10 +90,19 @@ async function run(argv: string[]): Promise<number> {
   }
   const [input, output] = positionals as [string, string];
 
-  // Ctrl-C aborts between chunks; convertModel then removes its temporary file.
+  // Ctrl-C or SIGTERM aborts between chunks; convertModel then removes its temporary file.
   const controller = new AbortController();
-  const onSigint = (): void => controller.abort();
+  let stoppedBy: "SIGINT" | "SIGTERM" | undefined;
+  const onSigint = (): void => {
+    stoppedBy = "SIGINT";
+    controller.abort();
+  };
+  const onSigterm = (): void => {
+    stoppedBy = "SIGTERM";
+    controller.abort();
+  };
   process.once("SIGINT", onSigint);
+  process.once("SIGTERM", onSigterm);
   const showProgress = process.stderr.isTTY === true;
   let lastPercent = -1;
   const started = performance.now();
@@ -118,10 +127,12 @@ async function run(argv: string[]): Promise<number> {
   } catch (error) {
     if (showProgress && lastPercent >= 0) process.stderr.write("\n");
     const code = printError(error);
-    // 130 is the shell's exit status for a command stopped by SIGINT.
-    return error instanceof AbortError ? 130 : code;
+    // 130 and 143 are the shell's exit statuses for a command stopped by SIGINT and SIGTERM.
+    if (error instanceof AbortError) return stoppedBy === "SIGTERM" ? 143 : 130;
+    return code;
   } finally {
     process.removeListener("SIGINT", onSigint);
+    process.removeListener("SIGTERM", onSigterm);
   }
 }
 

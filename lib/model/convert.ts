@@ -10,7 +10,7 @@
 // error or an abort never leaves a partial file under the output name.
 
 import { randomUUID } from "node:crypto";
-import { open, readFile, realpath, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import { link, open, readFile, realpath, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 
 import { InvalidArgumentError, IoError } from "../errors.js";
@@ -29,6 +29,8 @@ export const GGUF_FILE_TYPES: Readonly<Record<WeightType, number>> = { f32: 0, f
 
 /** Output architectures of a GEB model. */
 export type GebOutputArchitecture = "geb" | "chatglm";
+
+const OUTPUT_ARCHITECTURES: readonly GebOutputArchitecture[] = ["geb", "chatglm"];
 
 /** Options of `convertModel`. */
 export interface ConvertOptions {
@@ -157,6 +159,17 @@ async function checkOutput(output: string, inputPaths: string[], force: boolean)
  * await convertModel("models/geb-tiny", "/tmp/geb-tiny-q8_0.gguf", { type: "q8_0" });
  */
 export async function convertModel(input: string, output: string, options: ConvertOptions): Promise<ConvertResult> {
+  if (typeof input !== "string" || input === "") throw new InvalidArgumentError("The input must be a path: a GEB directory or a GGUF file.", { received: input });
+  if (typeof output !== "string" || output === "") throw new InvalidArgumentError("The output must be the path of the GGUF file to write.", { received: output });
+  if (typeof options !== "object" || options === null) {
+    throw new InvalidArgumentError("The options must be an object with at least `type`, such as { type: \"q8_0\" }.", { received: options });
+  }
+  if (options.architecture !== undefined && !OUTPUT_ARCHITECTURES.includes(options.architecture)) {
+    throw new InvalidArgumentError(`The architecture must be one of ${OUTPUT_ARCHITECTURES.join(", ")}, received ${JSON.stringify(options.architecture)}.`, {
+      expected: OUTPUT_ARCHITECTURES.join(" | "),
+      received: options.architecture,
+    });
+  }
   const type = options.type;
   if (!WEIGHT_TYPES.includes(type)) {
     throw new InvalidArgumentError(`The weight type must be one of ${WEIGHT_TYPES.join(", ")}, received ${JSON.stringify(type)}.`, {
@@ -253,9 +266,7 @@ export async function convertModel(input: string, output: string, options: Conve
       };
     });
     const written = await writeGguf(temporary, { metadata, tensors, ...(alignment === undefined ? {} : { alignment }) });
-    await rename(temporary, target).catch((cause: unknown) => {
-      throw new IoError(`Cannot move the converted file into place at ${target}: ${String(cause)}.`, { path: target, cause });
-    });
+    await moveIntoPlace(temporary, target, options.force === true);
     return { output: target, architecture: outputArchitecture, converted, kept, vectorsToF32, fileSize: written.fileSize };
   } catch (error) {
     await rm(temporary, { force: true });
@@ -263,6 +274,34 @@ export async function convertModel(input: string, output: string, options: Conve
   } finally {
     await Promise.all(handles.map((handle) => handle.close()));
   }
+}
+
+/**
+ * Move the finished temporary file to `target`. Without `force` a hard link creates the target
+ * only if it does not exist yet, so of two conversions to the same new path the second one fails
+ * instead of replacing the first one's file. File systems without hard links fall back to rename.
+ */
+async function moveIntoPlace(temporary: string, target: string, force: boolean): Promise<void> {
+  const failed = (cause: unknown): never => {
+    throw new IoError(`Cannot move the converted file into place at ${target}: ${String(cause)}. Check the folder's permissions and free space.`, {
+      path: target,
+      cause,
+    });
+  };
+  if (!force) {
+    try {
+      await link(temporary, target);
+      await rm(temporary, { force: true });
+      return;
+    } catch (cause) {
+      const code = (cause as NodeJS.ErrnoException).code;
+      if (code === "EEXIST") {
+        throw new InvalidArgumentError(`The output ${target} already exists; pass --force (force: true) to replace it.`, { path: target });
+      }
+      if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS") failed(cause);
+    }
+  }
+  await rename(temporary, target).catch(failed);
 }
 
 /**
