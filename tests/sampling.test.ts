@@ -12,7 +12,7 @@ import {
   resolveSampling,
   type SamplingOptions,
 } from "../lib/generate/sampler.js";
-import { InvalidArgumentError } from "../lib/errors.js";
+import { InvalidArgumentError, ModelFormatError } from "../lib/errors.js";
 
 function makeSampler(options: SamplingOptions, vocab: number): Sampler {
   return new Sampler(resolveSampling(options, LLAMA_SAMPLING_DEFAULTS, vocab), vocab);
@@ -85,10 +85,17 @@ describe("greedy sampling", () => {
     }
   });
 
-  it("rejects a row of only -Infinity and NaN on the one-pass path too", () => {
+  it("blames the model for a row of only -Infinity and NaN", () => {
     const row = Float32Array.from([-Infinity, NaN, -Infinity]);
-    expect(() => makeSampler({ temperature: 0 }, 3).sample(row, [])).toThrow(InvalidArgumentError);
-    expect(() => makeSampler({ temperature: 0 }, 3).sample(row, [], true)).toThrow(InvalidArgumentError);
+    expect(() => makeSampler({ temperature: 0 }, 3).sample(row, [])).toThrow(ModelFormatError);
+    expect(() => makeSampler({ temperature: 0 }, 3).sample(row, [], true)).toThrow(ModelFormatError);
+    expect(() => makeSampler({ temperature: 0.8 }, 3).sample(row, [])).toThrow(ModelFormatError);
+  });
+
+  it("blames the settings when a finite row is banned away", () => {
+    const row = Float32Array.from([1, 2, -Infinity]);
+    const banned = makeSampler({ temperature: 0, logitBias: new Map([[0, -Infinity], [1, -Infinity]]) }, 3);
+    expect(() => banned.sample(row, [])).toThrow(InvalidArgumentError);
   });
 });
 

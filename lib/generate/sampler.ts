@@ -4,7 +4,7 @@
 // (64,896 rows for GEB-1.3B) is not sorted: top-k keeps a heap of k entries, and top-p without
 // top-k bisects for the logit threshold of the kept set and sorts only the tokens near it.
 
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, ModelFormatError } from "../errors.js";
 import { checkNumber, showValue } from "./validate.js";
 
 /** Sampling options, as accepted by `generate()` and `chat()`. */
@@ -261,7 +261,12 @@ export class Sampler {
       if (id < work.length) work[id] = work[id]! + amount;
     }
 
-    limitToSampleable(work);
+    try {
+      limitToSampleable(work);
+    } catch (error) {
+      // blame the settings only when the model's own row had a finite logit
+      throw hasFiniteOrPositiveLogit(logits) ? error : nonFiniteModelOutput();
+    }
 
     const token = this.settings.temperature === 0 ? argmax(work) : this.draw(work);
     const logprob = wantLogprob ? work[token]! - logSumExp(work) : NaN;
@@ -525,7 +530,7 @@ export class Sampler {
 /**
  * Greedy choice over an unpenalised row in one pass, the same token as limitToSampleable followed
  * by argmax: the first +Infinity if there is one, else the first largest finite logit. NaN never
- * wins. Throws InvalidArgumentError when every logit is -Infinity or NaN.
+ * wins. Throws ModelFormatError when every logit is -Infinity or NaN: the row is the model's own.
  */
 function greedyToken(logits: Float32Array): number {
   let best = -1;
@@ -537,8 +542,21 @@ function greedyToken(logits: Float32Array): number {
       best = i;
     }
   }
-  if (best < 0) throw noSampleableToken();
+  if (best < 0) throw nonFiniteModelOutput();
   return best;
+}
+
+/** Whether the row has a logit that sampling can pick: finite or +Infinity. */
+function hasFiniteOrPositiveLogit(logits: Float32Array): boolean {
+  for (let i = 0; i < logits.length; i++) if (logits[i]! > -Infinity) return true;
+  return false;
+}
+
+function nonFiniteModelOutput(): ModelFormatError {
+  return new ModelFormatError(
+    "The model produced no finite logit (every one is NaN or -Infinity), which points at corrupt weights: reconvert or redownload the model file, and delete geb-cpu's cache of converted weights if one is used.",
+    { expected: "at least one finite logit" },
+  );
 }
 
 function noSampleableToken(): InvalidArgumentError {
