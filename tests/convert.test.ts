@@ -3,7 +3,7 @@
 // logits as the source converted at load with the same encoder, and carry a tokenizer that
 // encodes like GEBtokenizer.model. Also the error cases of the command and its output file rules.
 
-import { copyFile, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { copyFile, mkdtemp, open, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -371,6 +371,22 @@ describe("convert errors", () => {
     expect(rejected[0].reason).toMatchObject({ code: "ERR_GEB_INVALID_ARGUMENT" });
     expect(await temporaryFiles(workDir)).toEqual([]);
     await rm(output);
+  });
+
+  it("rejects f16 for a weight above the F16 range", async () => {
+    const input = join(workDir, "big-weight.gguf");
+    await copyFile(LLAMA_TINY_GGUF, input);
+    const gguf = await readGguf(input);
+    const matrix = gguf.tensors.find((tensor) => tensor.name === "blk.0.ffn_down.weight")!;
+    expect(matrix.type.name).toBe("F32");
+    const handle = await open(input, "r+");
+    await handle.write(Buffer.from(new Float32Array([1e5]).buffer), 0, 4, matrix.offset);
+    await handle.close();
+    const output = join(workDir, "big-weight-f16.gguf");
+    await expect(convertModel(input, output, { type: "f16" })).rejects.toMatchObject({ code: "ERR_GEB_INVALID_ARGUMENT" });
+    await expect(stat(output)).rejects.toMatchObject({ code: "ENOENT" });
+    const bf16 = await convertModel(input, join(workDir, "big-weight-bf16.gguf"), { type: "bf16" });
+    expect(bf16.fileSize).toBeGreaterThan(0);
   });
 
   it("prints help", async () => {

@@ -211,11 +211,30 @@ export async function* convertTensorChunks(
       // A read that fails while the consumer has stopped must not become an unhandled rejection.
       next?.catch(() => undefined);
       if (signal?.aborted) throw new AbortError(`Converting the weights of ${sourcePath} was aborted.`);
-      yield await encodeStoredValues(tensor.type, bytes, to);
+      const encoded = await encodeStoredValues(tensor.type, bytes, to);
+      if (to === "f16" && tensor.type !== "f16") checkHalfRange(encoded, tensor, sourcePath);
+      yield encoded;
     }
   } finally {
     // Let a prefetch still in flight finish before the caller closes the file handle.
     await next?.catch(() => undefined);
+  }
+}
+
+/**
+ * Throw when an F16 encoding holds an infinity or NaN. F16 tops out at 65504, and a larger weight
+ * would become infinite and turn every later logit into NaN, so the conversion stops instead.
+ */
+function checkHalfRange(encoded: Uint8Array, tensor: TensorRef, sourcePath: string): void {
+  const aligned = encoded.byteOffset % 2 === 0 ? encoded : encoded.slice();
+  const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength >> 1);
+  for (let i = 0; i < halves.length; i++) {
+    if ((halves[i]! & 0x7c00) === 0x7c00) {
+      throw new InvalidArgumentError(
+        `Tensor ${tensor.name} of ${sourcePath} has a value that F16 cannot hold (above 65504 in magnitude, infinite or NaN); choose bf16 or f32 instead of f16.`,
+        { path: sourcePath, received: tensor.name },
+      );
+    }
   }
 }
 
