@@ -221,7 +221,7 @@ describe("GGUF input re-typed", () => {
     expect(maxDifference(atLoad, await logitsOf(output, {}, ids))).toBe(0);
   });
 
-  it("geb f32 GGUF to q4_0 equals the directory converted to q4_0 byte for byte", async () => {
+  it("geb f32 to q4_0 matches directory", async () => {
     const output = join(workDir, "geb-tiny-from-gguf-q4_0.gguf");
     await convertModel(gebFiles.get("f32")!, output, { type: "q4_0" });
     const fromGguf = await readFile(output);

@@ -222,7 +222,7 @@ export async function* convertTensorChunks(
 }
 
 /**
- * Throw when an F16 encoding holds an infinity or NaN. F16 tops out at 65504, and a larger weight
+ * Throw when an F16 encoding contains an infinity or NaN. F16 tops out at 65504, and a larger weight
  * would become infinite and turn every later logit into NaN, so the conversion stops instead.
  */
 function checkHalfRange(encoded: Uint8Array, tensor: TensorRef, sourcePath: string): void {

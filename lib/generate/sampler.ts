@@ -546,7 +546,7 @@ function greedyToken(logits: Float32Array): number {
   return best;
 }
 
-/** Whether the row has a logit that sampling can pick: finite or +Infinity. */
+/** Return true when the row has a logit that sampling can pick: finite or +Infinity. */
 function hasFiniteOrPositiveLogit(logits: Float32Array): boolean {
   for (let i = 0; i < logits.length; i++) if (logits[i]! > -Infinity) return true;
   return false;

@@ -22,13 +22,13 @@ namespace {
 constexpr int64_t kMinMatmulRows = 16;
 
 // Matmul chunks are whole multiples of this many rows, so a chunk never splits a group of rows
-// repacked together (kernels/quant.h); a split group would be computed by both threads.
+// repacked together (kernels/quant.h). A split group would be computed by both threads.
 constexpr int64_t kMatmulRowAlign = kernels::kRepackRows;
 
 // Minimum weight bytes per claimed matmul chunk, per token of the batch. 64 KiB stream in about
 // 2 us on the AMD EPYC Zen 3 VM we measured (about 30 GB/s from L3). By our estimate that is
-// several times what handing a chunk to a spinning worker and waiting for it costs. A job of
-// less than twice this stays on the calling thread, so a tiny matrix never waits for a worker.
+// several times what handing a chunk to a spinning worker and waiting for it costs. A job no
+// larger than one such chunk runs on the calling thread, so a tiny matrix never waits for a worker.
 constexpr int64_t kMinMatmulChunkBytes = int64_t{64} << 10;
 
 // Attention jobs below this many query-key multiply-adds (summed over the job's items) run on the

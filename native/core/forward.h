@@ -43,7 +43,7 @@ class Engine {
   // receives n_vocab floats per entry with wants_logits, in batch order, and must have room for
   // logits_floats(batch) of them (logits_capacity). `abort_flag`, when not null, is read between
   // layers; a non-zero value stops the step with ErrorCode::Aborted. The cache lengths change
-  // only when the whole step succeeds, and `logits` holds no result after a failed step.
+  // only when the whole step succeeds, and `logits` contains no result after a failed step.
   // Throws EngineError.
   void forward(const std::vector<BatchEntry>& batch, const int32_t* abort_flag, float* logits, size_t logits_capacity);
   // Floats of logits a step over `batch` writes: n_vocab per entry with wants_logits.

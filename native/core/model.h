@@ -55,7 +55,7 @@ struct Matrix {
   int64_t cols = 0;
   size_t row_stride = 0;
   bool repacked_x8 = false;
-  int file = -1;             // index of the mapped file that holds the original bytes
+  int file = -1;             // index of the mapped file that contains the original bytes
   uint64_t file_offset = 0;  // offset of the original bytes in that file
 };
 

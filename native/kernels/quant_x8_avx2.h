@@ -41,7 +41,7 @@ struct Q4_0x8Avx2 {
   // The dot counts the nibbles unsigned (0..15): 8 s_x per block takes the offset of 8 off.
   static constexpr bool kNibbleOffset = true;
 
-  // q[c] holds elements 4c .. 4c + 3 of every row (c < 4) or elements 16 + 4(c - 4) .. of every
+  // q[c] contains elements 4c .. 4c + 3 of every row (c < 4) or elements 16 + 4(c - 4) .. of every
   // row (c >= 4) as unsigned bytes.
   struct Unpacked {
     __m256i q[8];
