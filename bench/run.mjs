@@ -21,6 +21,11 @@
 //   --no-geb-dir       skip the BF16 GEB directory (quantize-at-load) case
 //   --models a,b       which models: llama-tiny, geb (default both); `--models llama-tiny`
 //                      measures the fixed cost of a step in under a minute
+//   --prepare          install, build and generate the model files the other options select,
+//                      then stop without timing anything
+//
+// On a fresh clone the bench installs the root package's dependencies, builds the addon and the
+// TypeScript sources, installs the peer into bench/ and generates its files before it times anything.
 //
 // Output: a table on stdout, bench/results/latest.json and bench/results/latest.md.
 import { spawnSync } from "node:child_process";
@@ -43,6 +48,7 @@ const { values: args } = parseArgs({
     threads: { type: "string" },
     "no-geb-dir": { type: "boolean", default: false },
     models: { type: "string" },
+    prepare: { type: "boolean", default: false },
   },
 });
 const models = (args.models ?? "llama-tiny,geb").split(",").filter(Boolean);
@@ -73,15 +79,24 @@ function ensureBenchDependencies() {
   if (result.status !== 0) throw new Error(`npm ${command} in bench/ failed with status ${result.status}`);
 }
 
-// The bench imports the compiled package (dist/) and its native addon (build/Release).
+// The bench imports the compiled package (dist/) and its native addon (build/Release). A fresh
+// clone has neither, so they are installed and built here; install scripts are skipped, because the
+// build runs explicitly.
+function runNpm(args, purpose) {
+  log(`${purpose} (npm ${args.join(" ")})`);
+  const result = spawnSync("npm", args, { cwd: repo, stdio: ["ignore", "inherit", "inherit"] });
+  if (result.status !== 0) throw new Error(`npm ${args.join(" ")} failed with status ${result.status}; fix the error above and rerun the bench`);
+}
+
 function ensureBuilt() {
-  const needed = ["dist/index.js", "dist/engine.js", "dist/model/load-plan.js", "dist/tools/random-checkpoint.js", "dist/formats/quantize.js"];
-  if (!needed.every((file) => existsSync(path.join(repo, file)))) {
-    log("compiling the TypeScript sources (npm run build:ts)");
-    spawnSync("npm", ["run", "build:ts"], { cwd: repo, stdio: "inherit" });
+  if (!existsSync(path.join(repo, "node_modules/node-addon-api/package.json"))) {
+    runNpm(["ci", "--ignore-scripts", "--no-audit", "--no-fund"], "installing the package's dependencies");
   }
+  if (!existsSync(path.join(repo, "build/Release/geb_cpu.node"))) runNpm(["run", "build:native"], "building the native addon");
+  const needed = ["dist/index.js", "dist/engine.js", "dist/model/load-plan.js", "dist/tools/random-checkpoint.js", "dist/formats/quantize.js"];
+  if (!needed.every((file) => existsSync(path.join(repo, file)))) runNpm(["run", "build:ts"], "compiling the TypeScript sources");
   const missing = needed.filter((file) => !existsSync(path.join(repo, file)));
-  if (missing.length > 0) throw new Error(`missing ${missing.join(", ")}; run \`npm run build\` first`);
+  if (missing.length > 0) throw new Error(`missing ${missing.join(", ")} after the build; run \`npm run build:ts\` and read its errors`);
 }
 
 // Workers load a copy of the native addon taken when the bench starts, so a rebuild of
@@ -156,6 +171,10 @@ async function main() {
     if (geb.gebDir) {
       files.push({ label: "geb-1.3b bf16 dir -> q8_0 at load", file: geb.gebDir, engines: ["ours"], weightType: "q8_0", decode: decodeSteps });
     }
+  }
+  if (args.prepare) {
+    log(`prepared: ${files.map((entry) => entry.file).join(", ")}`);
+    return;
   }
 
   // measured before and after the cases; the better pass counts, because other work on a shared
