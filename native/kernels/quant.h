@@ -29,6 +29,12 @@ constexpr size_t q8_activation_row_bytes(int k) {
 // block and values round to nearest, ties to even. Non-finite inputs give unspecified but
 // in-range values. Defined in matmul_q8_0_scalar.cpp. Every tier uses this scalar version
 // because it costs microseconds per token next to milliseconds of weight streaming.
+// NOTE: one rule on every tier still gives tier-dependent int8 values. The F32 kernels before a
+// matmul sum in a tier-specific order, so a value within that noise of a boundary (k + 1/2 steps)
+// can round either way. Such a flip, with the flips it causes downstream, moved quantized logits
+// by up to 0.6% of the largest logit in our runs on geb-tiny and llama-tiny. geb-tiny flips
+// most, at exact layer-0 ties from its Q8_0 token embedding and BF16 norm weights
+// (tests/quant-tiers.test.ts).
 void prepare_q8_activations(const float* x, int k, int n_tokens, void* out);
 
 // Q4_0 and Q8_0 repacked in groups of 8 rows ("Q4_0x8", "Q8_0x8"), the layouts the engine builds
