@@ -3,15 +3,17 @@
 // quantized matmuls against F32 on the reference evaluation windows of llama-tiny (F32 GGUF) and
 // geb-tiny (BF16 safetensors): top-1 agreement and perplexity.
 
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { Engine } from "../lib/engine.js";
 import { cpuInfo } from "../lib/native.js";
 import { decodeTensorValues, encodeTensorValues, quantizedTypeFor, quantizePlan, type QuantizedType } from "../lib/formats/quantize.js";
+import { CACHE_TRAILER_BYTES, crc32, crc32Portable } from "../lib/formats/weight-cache.js";
+import { loadModel } from "../lib/model.js";
 import { openModelFiles } from "../lib/model/load-plan.js";
 import type { ModelPlan } from "../lib/model/plan.js";
 import { GEB_TINY_DIR, LLAMA_TINY_GGUF, STORIES260K_GGUF } from "./fixtures.js";
@@ -122,6 +124,78 @@ describe("quantizePlan", () => {
     const cached = (await readFile(first.cacheFile!)).subarray(ref.offset, ref.offset + ref.nbytes);
     expect(Buffer.from(cached).equals(Buffer.from(encodeTensorValues("q8_0", decodeTensorValues(source.type, sourceBytes))))).toBe(true);
     expect((await stat(first.cacheFile!)).size).toBeGreaterThanOrEqual(ref.offset + ref.nbytes);
+  });
+
+  // Each edit keeps the file's size; none of them may be mapped.
+  const corruptions: [string, (bytes: Buffer) => void, RegExp][] = [
+    ["a payload byte", (bytes) => void (bytes[Math.floor((bytes.length - CACHE_TRAILER_BYTES) / 2)] ^= 0x40), /does not match its checksum/],
+    ["the stored checksum", (bytes) => void (bytes[bytes.length - CACHE_TRAILER_BYTES + 12] ^= 0x01), /does not match its checksum/],
+    ["the trailer magic", (bytes) => void bytes.write("XXXX", bytes.length - CACHE_TRAILER_BYTES, "latin1"), /no GEBCACHE magic/],
+    ["the source key", (bytes) => void (bytes[bytes.length - CACHE_TRAILER_BYTES + 30] ^= 0xff), /other source files/],
+  ];
+  for (const [part, corrupt, reason] of corruptions) {
+    it(`rebuilds a cache file after an in-place edit of ${part}`, async () => {
+      const { plan } = await openModelFiles(LLAMA_TINY_GGUF);
+      const dir = await mkdtemp(join(cacheDir, "corrupt-"));
+      const first = await quantizePlan(plan, { weightType: "q8_0", cacheDir: dir });
+      const good = await readFile(first.cacheFile!);
+      const bad = Buffer.from(good);
+      corrupt(bad);
+      expect(bad.equals(good)).toBe(false);
+      await writeFile(first.cacheFile!, bad);
+
+      const second = await quantizePlan(plan, { weightType: "q8_0", cacheDir: dir });
+      expect(second.reused).toBe(false);
+      expect(second.rebuiltReason).toMatch(reason);
+      expect((await readFile(first.cacheFile!)).equals(good)).toBe(true);
+      expect(await readdir(dir)).toEqual([basename(first.cacheFile!)]);
+      const third = await quantizePlan(plan, { weightType: "q8_0", cacheDir: dir });
+      expect(third.reused).toBe(true);
+      expect(third.rebuiltReason).toBeUndefined();
+    });
+  }
+
+  it("rejects a bad cache path it cannot replace with ERR_GEB_IO", async () => {
+    const { plan } = await openModelFiles(LLAMA_TINY_GGUF);
+    const dir = await mkdtemp(join(cacheDir, "blocked-"));
+    const { cacheFile } = await quantizePlan(plan, { weightType: "q4_0", cacheDir: dir });
+    await rm(cacheFile!);
+    // A non-empty folder at the cache file's path cannot be renamed over.
+    await mkdir(cacheFile!);
+    await writeFile(join(cacheFile!, "keep"), "keep me");
+    await expect(quantizePlan(plan, { weightType: "q4_0", cacheDir: dir })).rejects.toMatchObject({
+      code: "ERR_GEB_IO",
+      message: expect.stringMatching(/failed its check \(it is not a regular file\)/),
+    });
+    expect(await readFile(join(cacheFile!, "keep"), "utf8")).toBe("keep me");
+  });
+
+  it("loads with the clean logits after the cache was corrupted", async () => {
+    const dir = await mkdtemp(join(cacheDir, "load-"));
+    const ids = [1, 20, 300, 47, 5];
+    const logits = async (): Promise<Float32Array[]> => {
+      const model = await loadModel(LLAMA_TINY_GGUF, { weightType: "q8_0", cacheDir: dir, threads: 1 });
+      try {
+        return (await model.evaluate(ids)).map((row) => row.slice());
+      } finally {
+        await model.dispose();
+      }
+    };
+    const clean = await logits();
+    const [name] = await readdir(dir);
+    const file = join(dir, name!);
+    const bytes = await readFile(file);
+    // A Q8_0 scale of 0x7c00 is an infinite half, so the first 64 blocks decode to infinity or NaN.
+    for (let block = 0; block < 64; block++) bytes.writeUInt16LE(0x7c00, block * 34);
+    await writeFile(file, bytes);
+    expect(await logits()).toEqual(clean);
+  });
+
+  it("computes the zlib CRC-32 without zlib", () => {
+    const data = Uint8Array.from({ length: 100_003 }, (_, i) => (i * 2654435761) >>> 24);
+    expect(crc32Portable(new TextEncoder().encode("123456789"))).toBe(0xcbf43926);
+    expect(crc32Portable(data)).toBe(crc32(data));
+    expect(crc32Portable(data.subarray(500), crc32Portable(data.subarray(0, 500)))).toBe(crc32(data));
   });
 
   it("rejects an unknown weight type with a typed error", async () => {

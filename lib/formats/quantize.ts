@@ -19,6 +19,7 @@ import type { ModelPlan, TensorRef, TensorType } from "../model/plan.js";
 import { binding, fromNativeError } from "../native.js";
 import type { NativeConvertBinding } from "../native-types.js";
 import { encodeTensorValues, PLAN_TYPE_BLOCK } from "./tensor-encode.js";
+import { CACHE_TRAILER_BYTES, checkCacheFile, crc32, encodeCacheTrailer } from "./weight-cache.js";
 
 /** Weight types a model can be quantized to at load. */
 export type QuantizedType = "q8_0" | "q4_0";
@@ -266,23 +267,32 @@ export interface QuantizedPlan {
   kept: WeightConversion[];
   /** The cache file of converted tensors, or undefined when nothing needed converting. */
   cacheFile?: string;
-  /** True when a complete cache file from an earlier load was reused. */
+  /** True when a cache file from an earlier load passed its check and was reused. */
   reused: boolean;
+  /** Reason an existing cache file failed its check and was rebuilt; undefined when none existed or it was reused. */
+  rebuiltReason?: string;
 }
 
 // Bumped whenever the encoders or the cache layout change, so stale files are never reused.
-const CACHE_FORMAT_VERSION = 2;
+// Version 3 added the checked trailer of weight-cache.ts.
+const CACHE_FORMAT_VERSION = 3;
 // Each tensor starts on a 64-byte boundary of the cache file (a cache line; more than the 2-byte
 // alignment the kernels need).
 const CACHE_ALIGNMENT = 64;
 /**
  * Convert the matrices of `plan` to `options.weightType` (as `quantizedTypeFor` decides per
  * tensor) into a cache file under `options.cacheDir`, and return a plan that points at it. A plan
- * whose matrices already have that type is returned as it is, with no cache file. The cache file's name is a hash of the source files (path, size, modification time), the
- * tensors and the type, so an unchanged model reuses its file.
+ * whose matrices already have that type is returned as it is, with no cache file. The cache file's
+ * name is a hash of the source files (path, size, modification time), the tensors and the type, so
+ * an unchanged model reuses its file. A file is reused only after its trailer and the CRC-32 of
+ * its content pass `checkCacheFile`. Otherwise it is rebuilt in place, and `rebuiltReason`
+ * contains the reason. Checking reads the whole file once: about 0.6 s for a 1.4 GB file in the
+ * page cache on a 2-core Zen 3 VM, and disk speed when it is not. The engine reads those pages at
+ * load or at its first step anyway, so a cold file costs little extra.
  *
  * Throws InvalidArgumentError for an unknown weight type, IoError when a file cannot be read or
- * the cache cannot be written, AbortError when `options.signal` fires.
+ * the cache cannot be written (also when a cache file that failed its check cannot be replaced),
+ * AbortError when `options.signal` fires.
  */
 export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions): Promise<QuantizedPlan> {
   const weightType = options.weightType;
@@ -318,7 +328,8 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
     key.update(JSON.stringify([file, info.size, info.mtimeMs]));
   }
   for (const tensor of plan.tensors) key.update(JSON.stringify([tensor.name, tensor.file, tensor.offset, tensor.nbytes, tensor.type, tensor.shape]));
-  const cacheFile = join(options.cacheDir, `${key.digest("hex").slice(0, 32)}.${weightType}.bin`);
+  const keyDigest = key.digest();
+  const cacheFile = join(options.cacheDir, `${keyDigest.toString("hex").slice(0, 32)}.${weightType}.bin`);
 
   const files = [...plan.files, cacheFile];
   const cacheIndex = plan.files.length;
@@ -330,8 +341,12 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
   });
   const result = { plan: { hparams: plan.hparams, files, tensors }, converted, kept, cacheFile };
 
-  const existing = await stat(cacheFile).catch(() => undefined);
-  if (existing !== undefined && existing.size === cacheSize) return { ...result, reused: true };
+  let rebuiltReason: string | undefined;
+  if ((await stat(cacheFile).catch(() => undefined)) !== undefined) {
+    rebuiltReason = await checkCacheFile(cacheFile, CACHE_FORMAT_VERSION, cacheSize, keyDigest);
+    if (rebuiltReason === undefined) return { ...result, reused: true };
+  }
+  const rebuilt = rebuiltReason === undefined ? {} : { rebuiltReason };
 
   await mkdir(options.cacheDir, { recursive: true }).catch((cause: unknown) => {
     throw new IoError(`Cannot create the weight cache folder ${options.cacheDir}: ${String(cause)}. Pass a writable cacheDir.`, {
@@ -347,23 +362,32 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
   const sources = await Promise.all(plan.files.map((file) => openOrThrow(file, "r")));
   const output = await openOrThrow(partial, "w");
   try {
+    // The regions are written in file order, so the CRC-32 of the payload, including the zero
+    // padding between regions, is computed as the bytes go out.
     let written = 0;
+    let crc = 0;
+    let crcEnd = 0;
     for (const tensor of plan.tensors) {
       const offset = regions.get(tensor);
       if (offset === undefined) continue;
+      crc = crc32(new Uint8Array(offset - crcEnd), crc);
       let position = offset;
       const chunks = convertTensorChunks(sources[tensor.file], plan.files[tensor.file], tensor, quantizedTypeFor(tensor, weightType), options.signal);
       for await (const encoded of chunks) {
         await output.write(encoded, 0, encoded.byteLength, position);
+        crc = crc32(encoded, crc);
         position += encoded.byteLength;
         written += encoded.byteLength;
       }
+      crcEnd = position;
       options.onProgress?.(written, cacheSize);
     }
-    await output.truncate(cacheSize);
+    await output.write(encodeCacheTrailer(CACHE_FORMAT_VERSION, crc, cacheSize, keyDigest), 0, CACHE_TRAILER_BYTES, cacheSize);
+    await output.truncate(cacheSize + CACHE_TRAILER_BYTES);
     await output.close();
     await rename(partial, cacheFile).catch((cause: unknown) => {
-      throw new IoError(`Cannot move the weight cache file into place at ${cacheFile}: ${String(cause)}. Pass a writable cacheDir.`, {
+      const failedCheck = rebuiltReason === undefined ? "" : ` The existing cache file failed its check (${rebuiltReason}) and is not used.`;
+      throw new IoError(`Cannot move the weight cache file into place at ${cacheFile}: ${String(cause)}.${failedCheck} Pass a writable cacheDir.`, {
         path: cacheFile,
         cause,
       });
@@ -375,7 +399,7 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
   } finally {
     await Promise.all(sources.map((handle) => handle.close()));
   }
-  return { ...result, reused: false };
+  return { ...result, ...rebuilt, reused: false };
 }
 
 async function statOrThrow(path: string) {
