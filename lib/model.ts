@@ -42,7 +42,10 @@ export interface LoadProgress {
 export interface LoadModelOptions {
   /** Worker threads for the forward pass, an integer >= 1. Default: the number of physical cores. */
   threads?: number;
-  /** Context length in tokens per sequence, an integer >= 1. Default: the model's training context. */
+  /**
+   * Context length in tokens per sequence, an integer from 1 to 1048576 (2^20). Default: the
+   * model's training context, capped at 1048576.
+   */
   contextSize?: number;
   /** Element type of the KV cache. "f16" halves its memory at a small accuracy cost. Default "f32". */
   kvCacheType?: "f32" | "f16";
@@ -528,7 +531,10 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   }
 
   const hparams = plan.hparams;
-  const contextSize = checkNumber("contextSize", o.contextSize, { min: 1, max: 1 << 20, integer: true }, hparams.nCtxTrain);
+  // A training context past the option's maximum is valid in the file, so the default is capped
+  // instead of failing as if the caller had passed it.
+  const maxContextSize = 1 << 20;
+  const contextSize = checkNumber("contextSize", o.contextSize, { min: 1, max: maxContextSize, integer: true }, Math.min(hparams.nCtxTrain, maxContextSize));
 
   progress({ phase: "engine" });
   const engine = await Engine.create(plan, { threads, tier, kvType: kvCacheType, contextSize, nSeqMax: sequences });

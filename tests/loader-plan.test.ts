@@ -12,11 +12,12 @@ import { readSafetensors } from "../lib/formats/safetensors.js";
 import { writeSafetensors, type SafetensorsWriteTensor } from "../lib/formats/safetensors-writer.js";
 import { GEB_SPECIAL_TOKENS, gebSpecialTokenIds, gebTensorMappings, mapGebConfig } from "../lib/model/geb-conventions.js";
 import { expectedPlanShapes, type LoadProgress } from "../lib/model/info.js";
+import { loadModel } from "../lib/model.js";
 import { openModelFiles } from "../lib/model/load-plan.js";
 import type { ModelPlan, TensorRef } from "../lib/model/plan.js";
 import { writeRandomCheckpoint } from "../lib/tools/random-checkpoint.js";
 import { GEB_1_3B_DIR, GEB_TINY_DIR, LLAMA_TINY_F16_GGUF, LLAMA_TINY_GGUF, STORIES260K_GGUF, sharedPath } from "./fixtures.js";
-import { TINY_GEB_CONFIG, expectGebError, makeTempDir } from "./loader-helpers.js";
+import { TINY_GEB_CONFIG, expectGebError, makeTempDir, offsetOf, patchFile } from "./loader-helpers.js";
 
 const temp = makeTempDir("plan");
 afterAll(() => temp.remove());
@@ -230,7 +231,7 @@ describe("GEB config mapping", () => {
     ["prefix tuning", { pre_seq_len: 128 }, "ERR_GEB_UNSUPPORTED", /prefix tuning/],
     ["scaled rope", { rope_ratio: 50 }, "ERR_GEB_UNSUPPORTED", /rope_ratio/],
     ["missing num_layers", { num_layers: undefined }, "ERR_GEB_MODEL_FORMAT", /no "num_layers"/],
-    ["string size", { hidden_size: "64" }, "ERR_GEB_MODEL_FORMAT", /"hidden_size" must be a positive integer/],
+    ["string size", { hidden_size: "64" }, "ERR_GEB_MODEL_FORMAT", /"hidden_size" is "64", but it must be a positive integer/],
     ["heads not divisible", { num_key_value_heads: 3 }, "ERR_GEB_MODEL_FORMAT", /multiple of num_key_value_heads/],
     ["odd head size", { kv_channels: 18 }, "ERR_GEB_MODEL_FORMAT", /multiple of 4/],
     ["bad epsilon", { layernorm_epsilon: "1e-5" }, "ERR_GEB_MODEL_FORMAT", /layernorm_epsilon/],
@@ -349,6 +350,27 @@ describe("broken GEB directories", () => {
     await writeFile(join(dir, "config.json"), JSON.stringify({ ...TINY_GEB_CONFIG, num_layers: 2 ** 40 }));
     await expectGebError(openModelFiles(dir), "ERR_GEB_MODEL_FORMAT", /num_layers = 1099511627776, which needs at least/);
   });
+  // Values no model can have: each error names the key and its value and calls the file corrupt.
+  const corruptConfigs: [string, number, RegExp][] = [
+    ["rope_ratio", 0, /"rope_ratio" is 0, but it must be a positive number; the model file is corrupt/],
+    ["seq_length", -1, /"seq_length" is -1, but it must be a positive integer; the model file is corrupt/],
+    ["seq_length", 2 ** 30, /"seq_length" is 1073741824, but it must be at most 16777216 positions; the model file is corrupt/],
+    ["num_layers", 0, /"num_layers" is 0, but it must be a positive integer; the model file is corrupt/],
+    ["layernorm_epsilon", 5, /"layernorm_epsilon" is 5, but it must be .* below 1; the model file is corrupt/],
+  ];
+  for (const [key, value, message] of corruptConfigs) {
+    it(`corrupt ${key} ${value}`, async () => {
+      const dir = await tinyGebDir(`corrupt-${key}-${value}`);
+      await writeFile(join(dir, "config.json"), JSON.stringify({ ...TINY_GEB_CONFIG, [key]: value }));
+      const error = await expectGebError(openModelFiles(dir), "ERR_GEB_MODEL_FORMAT", message);
+      expect(error.received).toBe(value);
+    });
+  }
+  it("scaled rope_ratio stays unsupported", async () => {
+    const dir = await tinyGebDir("rope-ratio-2");
+    await writeFile(join(dir, "config.json"), JSON.stringify({ ...TINY_GEB_CONFIG, rope_ratio: 2 }));
+    await expectGebError(openModelFiles(dir), "ERR_GEB_UNSUPPORTED", /rope_ratio/);
+  });
   it("sharded index", async () => {
     const dir = join(temp.dir, "sharded");
     await mkdir(dir, { recursive: true });
@@ -460,6 +482,45 @@ describe("broken GGUF models", () => {
   it("absurd block_count", async () => {
     const path = await tinyLlamaGguf("layers", setKey("llama.block_count", { type: "u32", value: 2 ** 31 }));
     await expectGebError(openModelFiles(path), "ERR_GEB_MODEL_FORMAT", /block_count is 2147483648, which needs at least/);
+  });
+  const corruptKeys: [string, GgufWriteValue, RegExp][] = [
+    ["llama.rope.freq_base", { type: "f32", value: 0 }, /llama\.rope\.freq_base is 0, but it must be a finite float32 above 1; the model file is corrupt/],
+    ["llama.rope.freq_base", { type: "f32", value: NaN }, /llama\.rope\.freq_base is NaN/],
+    ["llama.context_length", { type: "u32", value: 2 ** 32 - 1 }, /llama\.context_length is 4294967295, but it must be at most 16777216 positions; the model file is corrupt/],
+    ["llama.attention.layer_norm_rms_epsilon", { type: "f32", value: 1e30 }, /layer_norm_rms_epsilon is 1\.00\d*e\+30, but it must be above 0 \(in float32\) and below 1/],
+  ];
+  for (const [key, value, message] of corruptKeys) {
+    it(`corrupt ${key} ${String(value.value)}`, async () => {
+      const path = await tinyLlamaGguf(`corrupt-${key}-${String(value.value)}`, setKey(key, value));
+      await expectGebError(openModelFiles(path), "ERR_GEB_MODEL_FORMAT", message);
+    });
+  }
+  it("corrupt geb.rope.freq_base in a geb file", async () => {
+    const asGeb = (m: [string, GgufWriteValue][]): [string, GgufWriteValue][] =>
+      m.map(([key, value]): [string, GgufWriteValue] => (key === "general.architecture" ? [key, { type: "string", value: "geb" }] : [key.replace(/^llama\./, "geb."), value]));
+    const path = await tinyLlamaGguf("corrupt-geb-rope", (m) => setKey("geb.rope.freq_base", { type: "f32", value: 0 })(asGeb(m)));
+    await expectGebError(openModelFiles(path), "ERR_GEB_MODEL_FORMAT", /GGUF key geb\.rope\.freq_base is 0/);
+  });
+  it("loadModel names a corrupt key, not an option", async () => {
+    // Patch stories260K in place: each key's value follows its name and a 4-byte type id.
+    const patched = async (name: string, key: string, write: (bytes: Buffer, at: number) => void): Promise<string> => {
+      const path = join(temp.dir, name);
+      await patchFile(STORIES260K_GGUF, path, (bytes) => write(bytes, offsetOf(bytes, key) + key.length + 4));
+      return path;
+    };
+    const hugeContext = await patched("context.gguf", "llama.context_length", (bytes, at) => void bytes.writeUInt32LE(2 ** 31, at));
+    await expectGebError(loadModel(hugeContext), "ERR_GEB_MODEL_FORMAT", /llama\.context_length is 2147483648/);
+    const zeroBase = await patched("base.gguf", "llama.rope.freq_base", (bytes, at) => void bytes.writeFloatLE(0, at));
+    await expectGebError(loadModel(zeroBase), "ERR_GEB_MODEL_FORMAT", /llama\.rope\.freq_base is 0/);
+
+    // A valid context past contextSize's maximum is capped by default instead of failing as an option.
+    const longContext = await patched("long.gguf", "llama.context_length", (bytes, at) => void bytes.writeUInt32LE(2 ** 21, at));
+    const model = await loadModel(longContext, { threads: 1 });
+    try {
+      expect(model.info().contextSize).toBe(2 ** 20);
+    } finally {
+      await model.dispose();
+    }
   });
   it("missing path", async () => {
     await expectGebError(openModelFiles(join(temp.dir, "nothing-here.gguf")), "ERR_GEB_IO", /no such file/);

@@ -11,6 +11,7 @@
 // - Query head j reads key/value head j / (heads / kvHeads) (grouped-query attention).
 
 import { ModelFormatError, UnsupportedError } from "../errors.js";
+import { corruptHparamError, isValidRmsEps, MAX_TRAINING_CONTEXT } from "./info.js";
 import type { ModelHparams } from "./plan.js";
 
 /** RoPE base of ChatGLM3-family models. Their config has no key for it. */
@@ -145,11 +146,7 @@ function positiveInteger(config: RawConfig, key: string, path: string, fallback?
     throw new ModelFormatError(`GEB config.json has no "${key}"; it must be a positive integer.`, { path, expected: "a positive integer" });
   }
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
-    throw new ModelFormatError(`GEB config.json "${key}" must be a positive integer, but it is ${JSON.stringify(value)}.`, {
-      path,
-      expected: "a positive integer",
-      received: value,
-    });
+    throw corruptHparamError(`GEB config.json "${key}"`, value, "a positive integer", path);
   }
   return value;
 }
@@ -201,7 +198,11 @@ export function mapGebConfig(raw: unknown, path: string): GebConfig {
       received: config.pre_seq_len,
     });
   }
-  if (config.rope_ratio !== undefined && config.rope_ratio !== 1) {
+  const ropeRatio = config.rope_ratio ?? undefined;
+  if (ropeRatio !== undefined && (typeof ropeRatio !== "number" || !(ropeRatio > 0) || !Number.isFinite(ropeRatio))) {
+    throw corruptHparamError('GEB config.json "rope_ratio"', ropeRatio, "a positive number", path);
+  }
+  if (ropeRatio !== undefined && ropeRatio !== 1) {
     throw new UnsupportedError(`GEB config.json sets "rope_ratio": ${JSON.stringify(config.rope_ratio)}; geb-cpu supports only the unscaled RoPE base ${GEB_ROPE_BASE}.`, {
       path,
       received: config.rope_ratio,
@@ -220,6 +221,10 @@ export function mapGebConfig(raw: unknown, path: string): GebConfig {
   const nFf = positiveInteger(config, "ffn_hidden_size", path);
   const nVocab = positiveInteger(config, "padded_vocab_size", path, config.vocab_size as number | undefined);
   const nCtxTrain = positiveInteger(config, "seq_length", path, config.max_position_embeddings as number | undefined);
+  if (nCtxTrain > MAX_TRAINING_CONTEXT) {
+    const key = config.seq_length === undefined ? "max_position_embeddings" : "seq_length";
+    throw corruptHparamError(`GEB config.json "${key}"`, nCtxTrain, `at most ${MAX_TRAINING_CONTEXT} positions`, path);
+  }
 
   if (nHead % nHeadKv !== 0) {
     throw new ModelFormatError(`GEB config.json: num_attention_heads (${nHead}) must be a multiple of num_key_value_heads (${nHeadKv}).`, {
@@ -235,11 +240,8 @@ export function mapGebConfig(raw: unknown, path: string): GebConfig {
   }
 
   const epsValue = config.layernorm_epsilon ?? GEB_DEFAULT_RMS_EPS;
-  if (typeof epsValue !== "number" || !(epsValue > 0) || !Number.isFinite(epsValue)) {
-    throw new ModelFormatError(`GEB config.json "layernorm_epsilon" must be a positive number, but it is ${JSON.stringify(epsValue)}.`, {
-      path,
-      received: epsValue,
-    });
+  if (typeof epsValue !== "number" || !isValidRmsEps(epsValue)) {
+    throw corruptHparamError('GEB config.json "layernorm_epsilon"', epsValue, "a number above 0 (in float32) and below 1", path);
   }
 
   const hparams: ModelHparams = {

@@ -164,7 +164,7 @@ export function readGebGgufTokenizer(file: GgufFile): GebGgufTokenizer {
   const tokens = getStringArray(file, "tokenizer.ggml.tokens");
   const pieceCount = getU32(file, GEB_TOKENIZER_KEYS.pieceCount);
   if (pieceCount === 0 || pieceCount > tokens.length) {
-    throw new ModelFormatError(`GGUF ${GEB_TOKENIZER_KEYS.pieceCount} is ${pieceCount}; it must be between 1 and the ${tokens.length} tokens.`, {
+    throw new ModelFormatError(`GGUF ${GEB_TOKENIZER_KEYS.pieceCount} is ${pieceCount}; it must be between 1 and the ${tokens.length} tokens. The file is corrupt.`, {
       path,
       received: pieceCount,
     });
@@ -241,15 +241,32 @@ export function readGebGgufTokenizer(file: GgufFile): GebGgufTokenizer {
   const specialIds: Record<string, number> = {};
   GEB_SPECIAL_TOKENS.forEach((name, k) => {
     const id = ids[k]!;
-    if (!Number.isInteger(id) || id < pieceCount || id >= tokens.length || tokens[id] !== name) {
+    if (!Number.isInteger(id) || id < 0 || id >= tokens.length || tokens[id] !== name) {
       throw new ModelFormatError(`GGUF ${GEB_TOKENIZER_KEYS.specialTokenIds} gives ${name} the id ${id}, but that token is not "${name}".`, {
         path,
         received: id,
       });
     }
+    if (id < pieceCount) throw pieceCountError(file, pieceCount, `the special token ${name} has id ${id}, inside the pieces`);
     specialIds[name] = id;
   });
+
+  // gebTokenizerMetadata writes the pieces, then only special tokens and `<pad:ID>` rows, so any
+  // other token past the piece count is a piece that the count leaves out.
+  const specialIdSet = new Set(Object.values(specialIds));
+  for (let id = pieceCount; id < tokens.length; id++) {
+    if (specialIdSet.has(id) || tokens[id] === `<pad:${id}>`) continue;
+    throw pieceCountError(file, pieceCount, `token ${id} after the pieces is ${JSON.stringify(tokens[id])}, which is neither a GEB special token nor padding`);
+  }
   return { model, specialIds };
+}
+
+/** Build the error for a piece count that disagrees with the token list. */
+function pieceCountError(file: GgufFile, pieceCount: number, conflict: string): ModelFormatError {
+  return new ModelFormatError(
+    `GGUF ${GEB_TOKENIZER_KEYS.pieceCount} is ${pieceCount}, but ${conflict}; the piece count and the token list disagree, so the file is corrupt.`,
+    { path: file.path, received: pieceCount },
+  );
 }
 
 /**

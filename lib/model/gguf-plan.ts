@@ -19,7 +19,7 @@ import {
   type GgufFile,
   type GgufTensorInfo,
 } from "../formats/gguf.js";
-import { BLOCK_TENSORS, checkPlanTensors } from "./info.js";
+import { BLOCK_TENSORS, checkPlanTensors, corruptHparamError, isValidRmsEps, isValidRopeBase, MAX_TRAINING_CONTEXT } from "./info.js";
 import type { Architecture, ModelHparams, ModelPlan, TensorRef } from "./plan.js";
 
 /** The llama GGUF architecture. */
@@ -100,17 +100,23 @@ function readHparams(gguf: GgufFile, arch: GgufArchitecture, tokenEmbedding: Ggu
   if (valueLength !== undefined && valueLength !== headDim) {
     throw new UnsupportedError(`GGUF model has key length ${headDim} but value length ${valueLength}; geb-cpu needs them equal.`, { path });
   }
-  if (rmsEps === undefined || !(rmsEps > 0)) {
-    throw new ModelFormatError(`GGUF key ${key("attention.layer_norm_rms_epsilon")} is missing or not positive; ${arch} models need an RMSNorm epsilon.`, {
-      path,
-      received: rmsEps,
-    });
+  if (nCtxTrain > MAX_TRAINING_CONTEXT) {
+    throw corruptHparamError(`GGUF key ${key("context_length")}`, nCtxTrain, `at most ${MAX_TRAINING_CONTEXT} positions`, path);
+  }
+  if (rmsEps === undefined) {
+    throw new ModelFormatError(`GGUF key ${key("attention.layer_norm_rms_epsilon")} is missing; ${arch} models need an RMSNorm epsilon.`, { path });
+  }
+  if (!isValidRmsEps(rmsEps)) {
+    throw corruptHparamError(`GGUF key ${key("attention.layer_norm_rms_epsilon")}`, rmsEps, "above 0 (in float32) and below 1", path);
   }
   const ropeDim = getOptionalU32(gguf, key("rope.dimension_count")) ?? (arch === "geb" ? headDim / 2 : headDim);
   if (ropeDim === 0 || ropeDim > headDim || ropeDim % 2 !== 0) {
     throw new ModelFormatError(`GGUF rope.dimension_count ${ropeDim} must be even and between 2 and the head size ${headDim}.`, { path, received: ropeDim });
   }
   const ropeBase = getOptionalNumber(gguf, key("rope.freq_base")) ?? 10000;
+  if (!isValidRopeBase(ropeBase)) {
+    throw corruptHparamError(`GGUF key ${key("rope.freq_base")}`, ropeBase, "a finite float32 above 1", path);
+  }
 
   // Vocabulary rows come from the embedding; the token list may be shorter (padded rows), never longer.
   const nVocab = tokenEmbedding.ne[1] ?? 1;

@@ -101,6 +101,35 @@ export function expectedPlanShapes(hparams: ModelHparams, tiedOutput: boolean): 
   return shapes;
 }
 
+/**
+ * Largest training context a model file may declare. Positions above 2^24 are not exact in
+ * float32, where the engine computes RoPE angles, so a larger value means a corrupt file.
+ */
+export const MAX_TRAINING_CONTEXT = 2 ** 24;
+
+/** Return true when `value` is a valid RMSNorm epsilon: below 1 and positive in float32. */
+export function isValidRmsEps(value: number): boolean {
+  return Math.fround(value) > 0 && value < 1;
+}
+
+/** Return true when `value` is a valid RoPE frequency base: above 1 and finite in float32. */
+export function isValidRopeBase(value: number): boolean {
+  return value > 1 && Number.isFinite(Math.fround(value));
+}
+
+/**
+ * Build the error for a hyperparameter whose value no model geb-cpu runs can have. `setting`
+ * names the key as the file spells it, such as `GGUF key llama.rope.freq_base`.
+ */
+export function corruptHparamError(setting: string, value: unknown, rule: string, path: string): ModelFormatError {
+  const valueText = typeof value === "number" ? String(value) : JSON.stringify(value);
+  return new ModelFormatError(`${setting} is ${valueText}, but it must be ${rule}; the model file is corrupt or not one geb-cpu can run.`, {
+    path,
+    expected: rule,
+    received: value,
+  });
+}
+
 /** Check that a finished plan has exactly the expected tensors with the expected shapes. */
 export function checkPlanTensors(plan: ModelPlan, tiedOutput: boolean, path: string): void {
   const expected = expectedPlanShapes(plan.hparams, tiedOutput);
