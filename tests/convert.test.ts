@@ -3,7 +3,7 @@
 // logits as the source converted at load with the same encoder, and carry a tokenizer that
 // encodes like GEBtokenizer.model. Also the error cases of the command and its output file rules.
 
-import { copyFile, mkdtemp, open, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { copyFile, lstat, mkdtemp, open, readdir, readFile, rm, stat, symlink, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -196,6 +196,34 @@ describe("tokenizer embedded in a geb GGUF", () => {
     expect(fromFile.eosId).toBe(2);
   });
 
+  it("rejects a piece count that disagrees with the token list", async () => {
+    const source = gebFiles.get("q4_0")!;
+    const key = "geb.tokenizer.sentencepiece.piece_count";
+    const pieceCount = (await readGguf(source)).metadata.get(key) as number;
+    const withPieceCount = async (count: number): Promise<string> => {
+      const bytes = await readFile(source);
+      // The u32 value follows the key's name and its 4-byte type id.
+      const at = bytes.indexOf(Buffer.from(key, "latin1"));
+      expect(at).toBeGreaterThan(0);
+      expect(bytes.readUInt32LE(at + key.length + 4)).toBe(pieceCount);
+      bytes.writeUInt32LE(count, at + key.length + 4);
+      const path = join(workDir, `piece-count-${count}.gguf`);
+      await writeFile(path, bytes);
+      return path;
+    };
+    const fewer = await withPieceCount(pieceCount - 1);
+    await expect(loadTokenizer(fewer)).rejects.toMatchObject({
+      code: "ERR_GEB_MODEL_FORMAT",
+      message: expect.stringMatching(new RegExp(`piece_count is ${pieceCount - 1}, but token ${pieceCount - 1} after the pieces is .* disagree`)),
+    });
+    await expect(loadModel(fewer)).rejects.toMatchObject({ code: "ERR_GEB_MODEL_FORMAT" });
+    const more = await withPieceCount(pieceCount + 1);
+    await expect(loadTokenizer(more)).rejects.toMatchObject({
+      code: "ERR_GEB_MODEL_FORMAT",
+      message: expect.stringMatching(new RegExp(`piece_count is ${pieceCount + 1}, but the special token \\S+ has id ${pieceCount}, inside the pieces`)),
+    });
+  });
+
   it("renders the GEB chat layout", async () => {
     const messages = [{ role: "user" as const, content: "你好" }];
     const fromFile = await withModel(gebFiles.get("q4_0")!, {}, async (model) => model.chat(messages, { temperature: 0, maxTokens: 4 }));
@@ -313,6 +341,38 @@ describe("convert errors", () => {
     const forced = await runConvert([GEB_TINY_DIR, output, "--type", "q8_0", "--force"]);
     expect(forced.code).toBe(0);
     expect((await readGguf(output)).metadata.get("general.architecture")).toBe("geb");
+  });
+
+  it("replaces a symbolic link output only with --force, never its target", async () => {
+    const target = join(workDir, "link-target.gguf");
+    const dangling = join(workDir, "dangling-link.gguf");
+    await symlink(target, dangling);
+    await expect(convertModel(GEB_TINY_DIR, dangling, { type: "q8_0" })).rejects.toMatchObject({
+      code: "ERR_GEB_INVALID_ARGUMENT",
+      message: expect.stringMatching(/is a symbolic link to .*link-target\.gguf, which does not exist; pass --force/),
+    });
+    const cli = await runConvert([GEB_TINY_DIR, dangling, "--type", "q8_0"]);
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain("symbolic link");
+    expect((await lstat(dangling)).isSymbolicLink()).toBe(true);
+    expect(await temporaryFiles(workDir)).toEqual([]);
+
+    const forced = await runConvert([GEB_TINY_DIR, dangling, "--type", "q8_0", "--force"]);
+    expect(forced.code).toBe(0);
+    expect((await lstat(dangling)).isFile()).toBe(true);
+    await expect(lstat(target)).rejects.toMatchObject({ code: "ENOENT" });
+
+    // A link to an existing file: the link is replaced and the file keeps its bytes.
+    await writeFile(target, "keep me");
+    const live = join(workDir, "live-link.gguf");
+    await symlink(target, live);
+    await expect(convertModel(GEB_TINY_DIR, live, { type: "q8_0" })).rejects.toMatchObject({
+      message: expect.stringMatching(/is a symbolic link to .*link-target\.gguf; pass --force/),
+    });
+    await convertModel(GEB_TINY_DIR, live, { type: "q8_0", force: true });
+    expect((await lstat(live)).isFile()).toBe(true);
+    expect(await readFile(target, "utf8")).toBe("keep me");
+    await rm(target);
   });
 
   it("never writes over its input, even with --force", async () => {

@@ -1,6 +1,9 @@
-// The `generate` and `chat` subcommands, run in-process with stdout and stderr captured.
+// The `generate` and `chat` subcommands, run in-process with stdout and stderr captured, and
+// `generate` in a child process that receives SIGINT or SIGTERM.
 
+import { spawn } from "node:child_process";
 import { Readable } from "node:stream";
+import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import chatCommand from "../lib/cli/chat.js";
 import generateCommand from "../lib/cli/generate.js";
@@ -29,6 +32,28 @@ async function capture(run: () => Promise<number>): Promise<{ code: number; stdo
 
 afterEach(() => vi.restoreAllMocks());
 
+const CLI_FROM_SOURCE = fileURLToPath(new URL("./cli-from-source.mjs", import.meta.url));
+
+/** Run `geb-cpu` in a child process and send it `signal` once its first stdout bytes arrive. */
+function runAndSignal(args: string[], signal: NodeJS.Signals): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI_FROM_SOURCE, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    let sent = false;
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+      if (!sent) {
+        sent = true;
+        child.kill(signal);
+      }
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
 describe("geb-cpu generate", () => {
   it("streams greedy text to stdout", async () => {
     const args = ["--model", GEB_TINY_DIR, "--prompt", "床前明月光", "--temperature", "0", "--max-tokens", "12", "--ignore-eos"];
@@ -49,6 +74,25 @@ describe("geb-cpu generate", () => {
     expect(parsed.finishReason).toBe("length");
     expect(stderr).toMatch(/tokens\/s/);
   });
+
+  // Without a stop, the command would generate until the test times out.
+  for (const [signal, exitCode] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const) {
+    it(`stops on ${signal} with exit code ${exitCode}`, async () => {
+      const maxTokens = 1_000_000;
+      const args = ["generate", "-m", GEB_TINY_DIR, "-p", "床前明月光", "-n", String(maxTokens), "--ignore-eos", "--context-shift", "--seed", "1"];
+      const { code, stdout, stderr } = await runAndSignal(args, signal);
+      expect(code).toBe(exitCode);
+      expect(stdout.length).toBeGreaterThan(0);
+      expect(stdout.endsWith("\n")).toBe(true);
+      const stopped = new RegExp(`stopped by ${signal} after (\\d+) tokens`).exec(stderr);
+      expect(stopped, stderr).not.toBeNull();
+      expect(Number(stopped![1])).toBeGreaterThan(0);
+      expect(Number(stopped![1])).toBeLessThan(maxTokens);
+    });
+  }
 
   it("exits 2 on usage errors", async () => {
     const missing = await capture(() => generateCommand.run(["--model", GEB_TINY_DIR]));

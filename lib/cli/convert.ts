@@ -24,7 +24,9 @@ Options:
                     are already quantized; the summary lists them.
       --arch ARCH   architecture of a GEB model's output: geb (geb-cpu's layout, the default for a
                     directory) or chatglm (llama.cpp's layout, which geb-cpu also runs)
-  -f, --force       replace the output file when it exists (never the input)
+  -f, --force       replace the output file when it exists (never the input). An output that is
+                    a symbolic link needs --force too, which replaces the link itself with the
+                    new file and leaves the link's target untouched.
       --name NAME   general.name of a GGUF written from a GEB directory (default: the folder name)
   -h, --help        show this help`;
 

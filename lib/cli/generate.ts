@@ -4,7 +4,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ContextOverflowError, InvalidArgumentError } from "../errors.js";
+import { AbortError, ContextOverflowError, InvalidArgumentError } from "../errors.js";
 import { loadModel, type GenerateOptions, type GenerateResult, type LoadProgress, type Model } from "../model.js";
 import { printError, type CliCommand } from "./base.js";
 
@@ -89,9 +89,9 @@ export function generateOptionsFromFlags(values: SharedValues): GenerateOptions 
 
 /**
  * Load the model named by --model (or the demo model). Loading that takes longer than a second
- * shows its phase on stderr.
+ * shows its phase on stderr. `signal` stops the load with AbortError.
  */
-export async function loadModelFromFlags(values: SharedValues): Promise<Model> {
+export async function loadModelFromFlags(values: SharedValues, signal?: AbortSignal): Promise<Model> {
   const path = values.model ?? DEMO_MODEL_PATH;
   if (values.model === undefined && !existsSync(path)) {
     throw new UsageError(`The bundled demo model is missing at ${path}; pass --model PATH.`, { path });
@@ -115,7 +115,7 @@ export async function loadModelFromFlags(values: SharedValues): Promise<Model> {
     current = progress;
     if (Date.now() - started >= 1000) show();
   };
-  const options: Parameters<typeof loadModel>[1] = { onProgress };
+  const options: Parameters<typeof loadModel>[1] = { onProgress, ...(signal === undefined ? {} : { signal }) };
   const threads = parseNumberFlag("threads", values.threads);
   if (threads !== undefined) options.threads = threads;
   const contextSize = parseNumberFlag("context-size", values["context-size"]);
@@ -163,7 +163,10 @@ export function parseOrUsageError<T>(parse: () => T): T {
 
 const usage = `Usage: geb-cpu generate [--model PATH] --prompt TEXT [options]
 
-Stream a continuation of TEXT to stdout.
+Stream a continuation of TEXT to stdout. Ctrl-C (SIGINT) or SIGTERM stops generation: the text
+generated so far stays printed (with --json, the JSON object is printed with finishReason
+"abort"), and the exit code is 130 for SIGINT, 143 for SIGTERM. A second Ctrl-C ends the process
+at once.
 
 Options:
   -p, --prompt TEXT       the prompt (required)
@@ -172,8 +175,22 @@ Options:
                           go on (default: stop with ERR_GEB_CONTEXT_OVERFLOW)
 ${SHARED_OPTIONS_HELP}`;
 
+// The shell's exit statuses for a command stopped by SIGINT and SIGTERM.
+const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
+
 async function run(argv: string[]): Promise<number> {
   let model: Model | undefined;
+  // Ctrl-C or SIGTERM stops the load or the generation, and text already printed stays printed.
+  // Each handler runs once, so the same signal a second time gets Node.js's default action and
+  // ends the process at once.
+  const controller = new AbortController();
+  let stoppedBy: keyof typeof SIGNAL_EXIT_CODES | undefined;
+  const stopOn = (signal: keyof typeof SIGNAL_EXIT_CODES) => (): void => {
+    stoppedBy = signal;
+    controller.abort();
+  };
+  const onSigint = stopOn("SIGINT");
+  const onSigterm = stopOn("SIGTERM");
   try {
     const { values } = parseOrUsageError(() =>
       parseArgs({
@@ -194,55 +211,56 @@ async function run(argv: string[]): Promise<number> {
     if (values.prompt === undefined) throw new UsageError("generate needs --prompt TEXT.\n" + usage);
     const options = generateOptionsFromFlags(values);
     if (values["context-shift"]) options.contextShift = true;
-    model = await loadModelFromFlags(values);
-
-    // Ctrl-C stops generation and keeps what was printed.
-    const controller = new AbortController();
-    const onSigint = (): void => controller.abort();
     process.once("SIGINT", onSigint);
+    process.once("SIGTERM", onSigterm);
+    model = await loadModelFromFlags(values, controller.signal);
+
     let result: GenerateResult;
-    try {
-      if (values.json) {
-        result = await model.generate(values.prompt, { ...options, signal: controller.signal });
-        process.stdout.write(
-          `${JSON.stringify({
-            text: result.text,
-            tokens: result.tokens,
-            finishReason: result.finishReason,
-            promptTokens: result.promptTokens,
-            timings: result.timings,
-            seed: result.seed,
-          })}\n`,
-        );
-      } else {
-        const stream = model.stream(values.prompt, { ...options, signal: controller.signal });
-        let printed = false;
-        try {
-          for await (const piece of stream) {
-            process.stdout.write(piece);
-            printed = true;
-          }
-        } catch (error) {
-          // End the partial line, so the error message on stderr starts on a line of its own.
-          if (printed) process.stdout.write("\n");
-          throw error;
+    if (values.json) {
+      result = await model.generate(values.prompt, { ...options, signal: controller.signal });
+      process.stdout.write(
+        `${JSON.stringify({
+          text: result.text,
+          tokens: result.tokens,
+          finishReason: result.finishReason,
+          promptTokens: result.promptTokens,
+          timings: result.timings,
+          seed: result.seed,
+        })}\n`,
+      );
+    } else {
+      const stream = model.stream(values.prompt, { ...options, signal: controller.signal });
+      let printed = false;
+      try {
+        for await (const piece of stream) {
+          process.stdout.write(piece);
+          printed = true;
         }
-        result = await stream.result;
-        process.stdout.write("\n");
+      } catch (error) {
+        // End the partial line, so the error message on stderr starts on a line of its own.
+        if (printed) process.stdout.write("\n");
+        throw error;
       }
-    } finally {
-      process.removeListener("SIGINT", onSigint);
+      result = await stream.result;
+      process.stdout.write("\n");
     }
     if (values.verbose) printTimings(result);
+    if (stoppedBy !== undefined) {
+      process.stderr.write(`geb-cpu: generation stopped by ${stoppedBy} after ${result.tokens.length} tokens.\n`);
+      return SIGNAL_EXIT_CODES[stoppedBy];
+    }
     return 0;
   } catch (error) {
     const code = reportError(error);
+    if (error instanceof AbortError && stoppedBy !== undefined) return SIGNAL_EXIT_CODES[stoppedBy];
     // The message names the API options; these are the flags that set them.
     if (error instanceof ContextOverflowError) {
       process.stderr.write("geb-cpu: --context-shift drops old tokens and goes on; --context-size N sets a larger context.\n");
     }
     return code;
   } finally {
+    process.removeListener("SIGINT", onSigint);
+    process.removeListener("SIGTERM", onSigterm);
     await model?.dispose();
   }
 }

@@ -10,7 +10,7 @@
 // error or an abort never leaves a partial file under the output name.
 
 import { randomUUID } from "node:crypto";
-import { link, open, readFile, realpath, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import { link, lstat, open, readFile, readlink, realpath, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 
 import { InvalidArgumentError, IoError } from "../errors.js";
@@ -42,7 +42,11 @@ export interface ConvertOptions {
    * input rejects this option.
    */
   architecture?: GebOutputArchitecture;
-  /** Replace an existing output file. Default false. The input is never replaced. */
+  /**
+   * Replace an existing output file. Default false. The input is never replaced. A symbolic link
+   * at the output path, even one to a missing file, counts as an existing output. `force` replaces
+   * the link itself with the converted file and never writes the link's target.
+   */
   force?: boolean;
   /** `general.name` of a GGUF written from a GEB directory. Default: the directory name. */
   name?: string;
@@ -122,12 +126,27 @@ async function realPathOrUndefined(path: string): Promise<string | undefined> {
   }
 }
 
-/** Reject an output that is the input, one of its files, or an existing file without `force`. */
+/**
+ * Reject an output that is the input, one of its files, or an existing file or symbolic link
+ * without `force`.
+ */
 async function checkOutput(output: string, inputPaths: string[], force: boolean): Promise<void> {
   const folder = dirname(output);
   const folderInfo = await stat(folder).catch(() => undefined);
   if (folderInfo === undefined || !folderInfo.isDirectory()) {
     throw new IoError(`Cannot write ${output}: the folder ${folder} does not exist. Create it first.`, { path: folder });
+  }
+  // The output is renamed into place, which replaces a link instead of writing through it. Users
+  // who named a link may expect its target to be written, so a link needs --force, whether its
+  // target exists or not.
+  const entry = await lstat(output).catch(() => undefined);
+  if (entry?.isSymbolicLink() === true && !force) {
+    const target = await readlink(output).catch(() => "an unreadable target");
+    const dangling = (await realPathOrUndefined(output)) === undefined ? ", which does not exist" : "";
+    throw new InvalidArgumentError(
+      `The output ${output} is a symbolic link to ${target}${dangling}; pass --force (force: true) to replace the link itself with the converted file, or name the target as the output.`,
+      { path: output, received: target },
+    );
   }
   const existing = await realPathOrUndefined(output);
   if (existing === undefined) return;
@@ -152,7 +171,7 @@ async function checkOutput(output: string, inputPaths: string[], force: boolean)
  * without conversion at load.
  *
  * Throws InvalidArgumentError for an unknown type, an output that is the input or that exists
- * without `force`; ModelFormatError, UnsupportedError or IoError for an input geb-cpu cannot load
+ * (as a file or as a symbolic link) without `force`; ModelFormatError, UnsupportedError or IoError for an input geb-cpu cannot load
  * or read; IoError when the output cannot be written; AbortError when `options.signal` fires.
  *
  * @example
