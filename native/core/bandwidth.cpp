@@ -1,6 +1,8 @@
 // Memory read bandwidth probe; see bandwidth.h.
 #include "bandwidth.h"
 
+#include <sys/mman.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -17,8 +19,14 @@ namespace {
 
 constexpr size_t kPiece = size_t{1} << 20;
 
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
+// An anonymous mapping, unmapped on scope exit.
+struct Mapping {
+  void* p;
+  size_t bytes;
+  Mapping(void* mapped, size_t length) : p(mapped), bytes(length) {}
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  ~Mapping() { ::munmap(p, bytes); }
 };
 
 }  // namespace
@@ -33,9 +41,17 @@ BandwidthResult measure_read_bandwidth(const kernels::KernelTable& table, size_t
 
   const int64_t n_pieces = static_cast<int64_t>((bytes + kPiece - 1) / kPiece);
   const size_t total = static_cast<size_t>(n_pieces) * kPiece;
-  std::unique_ptr<unsigned char, FreeDeleter> buffer(static_cast<unsigned char*>(std::aligned_alloc(64, total)));
-  if (!buffer) throw std::bad_alloc();
-  unsigned char* base = buffer.get();
+  void* mapped = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) throw std::bad_alloc();
+  Mapping buffer{mapped, total};
+#ifdef MADV_HUGEPAGE
+  // Ask for 2 MiB pages. The page cache maps parts of a model file in 2 MiB pages too (on our
+  // Linux 6.18 VM, FilePmdMapped in /proc/self/smaps), and F32 decode reads the mapped file. With
+  // 4 KiB pages, one thread of the probe read about 15% less on a Zen 3 VM. If the OS refuses
+  // (THP "never"), the probe reads 4 KiB pages and reports their lower bandwidth.
+  ::madvise(mapped, total, MADV_HUGEPAGE);
+#endif
+  auto* base = static_cast<unsigned char*>(mapped);
 
   ThreadPool pool(threads);
   const int64_t chunk = pool.chunk_for(n_pieces, 1);

@@ -15,8 +15,9 @@ struct BandwidthResult {
   int threads;              // threads of the pool that read
 };
 
-// Allocates `bytes` (rounded up to whole 1 MiB pieces), touches every page from the pool, then
-// reads it `passes` times with `threads` threads claiming 1 MiB pieces. Throws EngineError
+// Maps `bytes`, rounded up to whole 1 MiB pieces, in 2 MiB pages where the OS allows them. Touches
+// every page from the pool, then reads the buffer `passes` times with `threads` threads claiming
+// 1 MiB pieces. The tier's read loop reads each piece in several streams at once. Throws EngineError
 // (InvalidArgument) on bad sizes and std::bad_alloc when the buffer does not fit.
 BandwidthResult measure_read_bandwidth(const kernels::KernelTable& table, size_t bytes, int threads, int passes);
 
