@@ -10,6 +10,7 @@
 // registers for every token of the tile.
 #pragma once
 
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -116,35 +117,34 @@ inline __m256 scale_block(__m256i dot, __m256 dw, const TokenRow& x, int b, __m2
   return _mm256_fmadd_ps(v, dw, acc);
 }
 
-// Bytes ahead of the current group-block that decode prefetches. With one token the kernel
-// computes faster than one core reads memory, and on a 2-core Zen 3 VM under memory contention
-// this prefetch raised one thread's Q4_0 decode throughput by about a quarter (median of 9 runs) and
-// left two threads unchanged.
-constexpr size_t kDecodePrefetchBytes = 4096;
+// Groups that one decode thread reads at once, each from its own part of the thread's range. A
+// group is one contiguous stream of nb group-blocks, and one stream per core keeps too few cache
+// lines in flight. In a plain read test on one Zen 3 core, four streams read 30-45% faster than
+// one (bench/bandwidth.mjs reads the same way). The four accumulators are also independent FMA chains.
+constexpr int kDecodeStreams = 4;
+static_assert(kDecodeStreams >= 1 && kDecodeStreams <= 4, "groups_times_one_token instantiates up to 4 streams");
 
-// Sums of one group (8 rows) with one token, one row per lane. Two accumulators over even and odd
-// blocks keep the FMA latency off the critical path of decode.
-template <typename Fmt>
-__m256 group_times_token(const uint8_t* group, int nb, const TokenRow& x) {
-  __m256 acc0 = _mm256_setzero_ps();
-  __m256 acc1 = _mm256_setzero_ps();
+// Bytes ahead of the current group-block that each decode stream prefetches. With four streams,
+// 1 KiB raised one thread's decode by about 5-10%, and 4 KiB did no better. Two threads showed no
+// clear change. (Q4_0 and Q8_0, medians of 3 alternating runs on a loaded 2-core Zen 3 VM.)
+constexpr size_t kDecodePrefetchBytes = 1024;
+
+// Computes the sums of S groups with one token, one vector per group and one row per lane. Each
+// step takes block b of every group, so the S streams advance together.
+template <typename Fmt, int S>
+void groups_times_token(const uint8_t* const (&group)[S], int nb, const TokenRow& x, __m256 (&acc)[S]) {
+  for (int s = 0; s < S; ++s) acc[s] = _mm256_setzero_ps();
   typename Fmt::Unpacked u;
-  int b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    const uint8_t* block = group + static_cast<size_t>(b) * Fmt::kBlockBytes;
-    for (size_t line = 0; line < 2 * Fmt::kBlockBytes; line += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(block + kDecodePrefetchBytes + line), _MM_HINT_T0);
+  for (int b = 0; b < nb; ++b) {
+    const size_t offset = static_cast<size_t>(b) * Fmt::kBlockBytes;
+    for (int s = 0; s < S; ++s) {
+      for (size_t line = 0; line < Fmt::kBlockBytes; line += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(group[s] + offset + kDecodePrefetchBytes + line), _MM_HINT_T0);
+      }
+      const __m256 dw = Fmt::load(group[s] + offset, u);
+      acc[s] = scale_block<Fmt>(Fmt::dots(u, x.q + b * kQuantBlock), dw, x, b, acc[s]);
     }
-    __m256 dw = Fmt::load(block, u);
-    acc0 = scale_block<Fmt>(Fmt::dots(u, x.q + b * kQuantBlock), dw, x, b, acc0);
-    dw = Fmt::load(block + Fmt::kBlockBytes, u);
-    acc1 = scale_block<Fmt>(Fmt::dots(u, x.q + (b + 1) * kQuantBlock), dw, x, b + 1, acc1);
   }
-  if (b < nb) {
-    const __m256 dw = Fmt::load(group + static_cast<size_t>(b) * Fmt::kBlockBytes, u);
-    acc0 = scale_block<Fmt>(Fmt::dots(u, x.q + b * kQuantBlock), dw, x, b, acc0);
-  }
-  return _mm256_add_ps(acc0, acc1);
 }
 
 // Sums of one group with T tokens (prefill tile): each group-block is unpacked once for all T.
@@ -168,18 +168,44 @@ inline void store_group(__m256 sums, int g, int r0, int r1, float* y) {
   }
 }
 
-// Groups [g0, g1) times tokens [t0, t0 + T).
+// Computes groups [g0, g1) times tokens [t0, t0 + T), for T > 1.
 template <typename Fmt, int T>
 void groups_times_tokens(const uint8_t* base, size_t group_bytes, const TokenRow* x, int nb, int t0, int g0, int g1,
                          int r0, int r1, float* y, int ldy) {
   for (int g = g0; g < g1; ++g) {
-    const uint8_t* group = base + static_cast<size_t>(g) * group_bytes;
-    if constexpr (T == 1) {
-      store_group(group_times_token<Fmt>(group, nb, x[0]), g, r0, r1, y + static_cast<size_t>(t0) * ldy);
-    } else {
-      __m256 acc[T];
-      group_times_tokens<Fmt, T>(group, nb, x, acc);
-      for (int t = 0; t < T; ++t) store_group(acc[t], g, r0, r1, y + static_cast<size_t>(t0 + t) * ldy);
+    __m256 acc[T];
+    group_times_tokens<Fmt, T>(base + static_cast<size_t>(g) * group_bytes, nb, x, acc);
+    for (int t = 0; t < T; ++t) store_group(acc[t], g, r0, r1, y + static_cast<size_t>(t0 + t) * ldy);
+  }
+}
+
+// Computes groups g, g + span, g + 2 span, ... (S of them) times one token.
+template <typename Fmt, int S>
+void spaced_groups_times_token(const uint8_t* base, size_t group_bytes, const TokenRow& x, int nb, int g, int span,
+                               int r0, int r1, float* y) {
+  const uint8_t* group[S];
+  for (int s = 0; s < S; ++s) group[s] = base + static_cast<size_t>(g + s * span) * group_bytes;
+  __m256 acc[S];
+  groups_times_token<Fmt, S>(group, nb, x, acc);
+  for (int s = 0; s < S; ++s) store_group(acc[s], g + s * span, r0, r1, y);
+}
+
+// Computes groups [g0, g1) times one token (decode). The range is cut into kDecodeStreams spans of
+// equal length, except a shorter last one, and the spans are read side by side.
+template <typename Fmt>
+void groups_times_one_token(const uint8_t* base, size_t group_bytes, const TokenRow& x, int nb, int g0, int g1, int r0,
+                            int r1, float* y) {
+  const int n = g1 - g0;
+  const int span = (n + kDecodeStreams - 1) / kDecodeStreams;
+  for (int i = 0; i < span; ++i) {
+    // The spans that still contain group i: all of them, except past the end of a short last span.
+    const int streams = std::min(kDecodeStreams, (n - i + span - 1) / span);
+    const int g = g0 + i;
+    switch (streams) {
+      case 4: spaced_groups_times_token<Fmt, 4>(base, group_bytes, x, nb, g, span, r0, r1, y); break;
+      case 3: spaced_groups_times_token<Fmt, 3>(base, group_bytes, x, nb, g, span, r0, r1, y); break;
+      case 2: spaced_groups_times_token<Fmt, 2>(base, group_bytes, x, nb, g, span, r0, r1, y); break;
+      default: spaced_groups_times_token<Fmt, 1>(base, group_bytes, x, nb, g, span, r0, r1, y); break;
     }
   }
 }
@@ -188,7 +214,7 @@ void groups_times_tokens(const uint8_t* base, size_t group_bytes, const TokenRow
 // inside the range are written; ranges aligned to 8 rows waste nothing. The loop order follows
 // matmul_quant (matmul_quant_body.h): token chunks whose prepared rows fit in about 256 KiB, and
 // tiles of groups of about 64 KiB of weights, so every group of four tokens of a chunk reads the
-// tile from L2. Up to four tokens stream the weights once.
+// tile from L2. Up to four tokens stream the weights once, one token (decode) in several streams.
 template <typename Fmt>
 void matmul_x8(const void* w, size_t row_stride, const PreparedX& x, int k, int n_tokens, int r0, int r1, float* y,
                int ldy) {
@@ -206,6 +232,10 @@ void matmul_x8(const void* w, size_t row_stride, const PreparedX& x, int k, int 
     return TokenRow{reinterpret_cast<const int8_t*>(row), d, d + nb};
   };
 
+  if (n_tokens == 1) {
+    groups_times_one_token<Fmt>(base, group_bytes, token_row(0), nb, g_begin, g_end, r0, r1, y);
+    return;
+  }
   for (int c0 = 0; c0 < n_tokens; c0 += chunk) {
     const int c1 = std::min(n_tokens, c0 + chunk);
     for (int ga = g_begin; ga < g_end; ga += tile) {
