@@ -3,7 +3,8 @@
 // logits as the source converted at load with the same encoder, and carry a tokenizer that
 // encodes like GEBtokenizer.model. Also the error cases of the command and its output file rules.
 
-import { copyFile, lstat, mkdtemp, open, readdir, readFile, rm, stat, symlink, truncate, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { copyFile, link, lstat, mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -383,6 +384,71 @@ describe("convert errors", () => {
     expect((await readFile(input)).equals(before)).toBe(true);
     const weights = join(GEB_TINY_DIR, "model.safetensors");
     await expect(convertModel(GEB_TINY_DIR, weights, { type: "q4_0", force: true })).rejects.toMatchObject({ code: "ERR_GEB_INVALID_ARGUMENT" });
+  });
+
+  it("rejects every input file as output", async () => {
+    const dir = join(workDir, "geb-copy");
+    await mkdir(dir);
+    for (const name of await readdir(GEB_TINY_DIR)) await copyFile(join(GEB_TINY_DIR, name), join(dir, name));
+    await writeFile(join(dir, "model.safetensors.index.json"), "not read: model.safetensors is there");
+    const names = ["config.json", "GEBtokenizer.model", "tokenizer_config.json", "model.safetensors.index.json", "model.safetensors"];
+    await link(join(dir, "config.json"), join(workDir, "config-hard-link.gguf"));
+    await symlink(join(dir, "GEBtokenizer.model"), join(workDir, "tokenizer-link.gguf"));
+    const outputs = [...names.map((name) => join(dir, name)), join(workDir, "config-hard-link.gguf"), join(workDir, "tokenizer-link.gguf"), dir];
+    const before = new Map<string, Buffer>();
+    for (const name of names) before.set(name, await readFile(join(dir, name)));
+    for (const output of outputs) {
+      for (const force of [true, false]) {
+        await expect(convertModel(dir, output, { type: "q8_0", force }), output).rejects.toMatchObject({
+          code: "ERR_GEB_INVALID_ARGUMENT",
+          message: expect.stringContaining("is the input model or one of its files"),
+        });
+      }
+      const cli = await runConvert([dir, output, "--type", "q8_0"]);
+      expect(cli.code).toBe(1);
+      expect(cli.stderr).toContain("convert never overwrites its input");
+      expect(cli.stderr).not.toContain("--force");
+    }
+    for (const name of names) expect((await readFile(join(dir, name))).equals(before.get(name)!), name).toBe(true);
+    expect((await lstat(join(workDir, "tokenizer-link.gguf"))).isSymbolicLink()).toBe(true);
+    expect(await temporaryFiles(dir)).toEqual([]);
+    await rm(dir, { recursive: true });
+    await rm(join(workDir, "config-hard-link.gguf"));
+    await rm(join(workDir, "tokenizer-link.gguf"));
+  });
+
+  it("rejects a device or FIFO output", async () => {
+    const fifo = join(workDir, "pipe.gguf");
+    execFileSync("mkfifo", [fifo]);
+    for (const output of [fifo, "/dev/null"]) {
+      for (const force of [true, false]) {
+        await expect(convertModel(GEB_TINY_DIR, output, { type: "q8_0", force })).rejects.toMatchObject({
+          code: "ERR_GEB_INVALID_ARGUMENT",
+          message: expect.stringMatching(/is (a named pipe \(FIFO\)|a character device), not a regular file/),
+        });
+      }
+    }
+    expect((await lstat(fifo)).isFIFO()).toBe(true);
+    expect((await lstat("/dev/null")).isCharacterDevice()).toBe(true);
+    expect(await temporaryFiles(workDir)).toEqual([]);
+    await rm(fifo);
+  });
+
+  it("replaces a directory link with --force", async () => {
+    const folder = join(workDir, "a-folder");
+    await mkdir(folder);
+    const linkPath = join(workDir, "folder-link.gguf");
+    await symlink(folder, linkPath);
+    const plain = await runConvert([GEB_TINY_DIR, linkPath, "--type", "q8_0"]);
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toContain("symbolic link");
+    const forced = await runConvert([GEB_TINY_DIR, linkPath, "--type", "q8_0", "--force"]);
+    expect(forced.stderr).toBe("");
+    expect(forced.code).toBe(0);
+    expect((await lstat(linkPath)).isFile()).toBe(true);
+    expect(await readdir(folder)).toEqual([]);
+    await rm(linkPath);
+    await rm(folder, { recursive: true });
   });
 
   it("rejects a bad type and missing arguments with usage errors", async () => {

@@ -24,9 +24,11 @@ Options:
                     are already quantized; the summary lists them.
       --arch ARCH   architecture of a GEB model's output: geb (geb-cpu's layout, the default for a
                     directory) or chatglm (llama.cpp's layout, which geb-cpu also runs)
-  -f, --force       replace the output file when it exists (never the input). An output that is
-                    a symbolic link needs --force too, which replaces the link itself with the
-                    new file and leaves the link's target untouched.
+  -f, --force       replace the output file when it exists. An output that is a symbolic link
+                    needs --force too, which replaces the link itself with the new file and
+                    leaves the link's target untouched, even when the target is a directory.
+                    Never replaced, even with --force: the input and every file of it
+                    (also through a hard or symbolic link), a directory, a device, a FIFO.
       --name NAME   general.name of a GGUF written from a GEB directory (default: the folder name)
   -h, --help        show this help`;
 

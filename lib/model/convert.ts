@@ -10,7 +10,8 @@
 // error or an abort never leaves a partial file under the output name.
 
 import { randomUUID } from "node:crypto";
-import { link, lstat, open, readFile, readlink, realpath, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import type { Stats } from "node:fs";
+import { link, lstat, open, readFile, readlink, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 
 import { InvalidArgumentError, IoError } from "../errors.js";
@@ -21,7 +22,8 @@ import { convertTensorChunks, quantizedTypeFor, tensorBytes, WEIGHT_TYPES, type 
 import { loadTokenizer } from "../tokenizer/load.js";
 import { parseSentencePieceModel } from "../tokenizer/sentencepiece-model.js";
 import { GEB_GGUF_ARCHITECTURE, gebHparamsMetadata, gebTokenizerMetadata } from "./geb-gguf.js";
-import { openModelFiles } from "./load-plan.js";
+import { GEB_FILES } from "./geb-conventions.js";
+import { openModelFiles, type TokenizerSource } from "./load-plan.js";
 import type { TensorRef, TensorType } from "./plan.js";
 
 /** llama.cpp's `general.file_type` value for a file whose matrices are mostly of each type. */
@@ -43,9 +45,10 @@ export interface ConvertOptions {
    */
   architecture?: GebOutputArchitecture;
   /**
-   * Replace an existing output file. Default false. The input is never replaced. A symbolic link
-   * at the output path, even one to a missing file, counts as an existing output. `force` replaces
-   * the link itself with the converted file and never writes the link's target.
+   * Replace an existing output file. Default false. A symbolic link at the output path, even one
+   * to a missing file or to a directory, counts as an existing output. `force` replaces the link
+   * itself with the converted file and never writes the link's target. Never replaced, even with
+   * `force`: the input and every file read for it, a directory, a device, a FIFO or a socket.
    */
   force?: boolean;
   /** `general.name` of a GGUF written from a GEB directory. Default: the directory name. */
@@ -117,18 +120,37 @@ function retypedMetadata(gguf: GgufFile, type: WeightType, rename?: { from: stri
   return metadata;
 }
 
-/** Return the real path of `path`, or undefined when it does not exist. */
-async function realPathOrUndefined(path: string): Promise<string | undefined> {
-  try {
-    return await realpath(path);
-  } catch {
-    return undefined;
+/**
+ * Lists every path the loader reads for the input: the input itself, the files of the tensors
+ * and, for a GEB directory, its config, shard index and tokenizer files (existing or not).
+ */
+function inputFiles(source: string, tokenizer: TokenizerSource, tensorFiles: readonly string[]): string[] {
+  const files = [source, ...tensorFiles];
+  if (tokenizer.kind === "geb-dir") {
+    files.push(tokenizer.modelFile, ...Object.values(GEB_FILES).map((name) => join(tokenizer.dir, name)));
   }
+  return files;
+}
+
+/** Device and inode of `path` after following links, or undefined when it does not exist. */
+async function fileIdentity(path: string): Promise<string | undefined> {
+  const info = await stat(path).catch(() => undefined);
+  return info === undefined ? undefined : `${info.dev}:${info.ino}`;
+}
+
+/** Words for an existing output that is not a regular file, or undefined for a regular file. */
+function specialFileKind(entry: Stats): string | undefined {
+  if (entry.isCharacterDevice()) return "a character device";
+  if (entry.isBlockDevice()) return "a block device";
+  if (entry.isFIFO()) return "a named pipe (FIFO)";
+  if (entry.isSocket()) return "a socket";
+  return undefined;
 }
 
 /**
- * Reject an output that is the input, one of its files, or an existing file or symbolic link
- * without `force`.
+ * Reject an output that is the input or one of the files the loader reads for it, that is not a
+ * regular file, or that exists (as a file or a symbolic link) without `force`. Files are compared
+ * by device and inode, so a hard link or a symbolic link to an input file counts as the input.
  */
 async function checkOutput(output: string, inputPaths: string[], force: boolean): Promise<void> {
   const folder = dirname(output);
@@ -136,29 +158,42 @@ async function checkOutput(output: string, inputPaths: string[], force: boolean)
   if (folderInfo === undefined || !folderInfo.isDirectory()) {
     throw new IoError(`Cannot write ${output}: the folder ${folder} does not exist. Create it first.`, { path: folder });
   }
+  const entry = await lstat(output).catch(() => undefined);
+  if (entry === undefined) return;
+  // Checked before anything that suggests --force, since --force does not lift it.
+  const identity = await fileIdentity(output);
+  if (identity !== undefined) {
+    for (const input of inputPaths) {
+      if (identity === (await fileIdentity(input))) {
+        const sameAs = input === output ? "" : ` (the same file as ${input})`;
+        throw new InvalidArgumentError(
+          `The output ${output} is the input model or one of its files${sameAs}; choose another output path (convert never overwrites its input).`,
+          { path: output, received: input },
+        );
+      }
+    }
+  }
   // The output is renamed into place, which replaces a link instead of writing through it. Users
   // who named a link may expect its target to be written, so a link needs --force, whether its
-  // target exists or not.
-  const entry = await lstat(output).catch(() => undefined);
-  if (entry?.isSymbolicLink() === true && !force) {
+  // target exists or not, and whatever it points to.
+  if (entry.isSymbolicLink()) {
+    if (force) return;
     const target = await readlink(output).catch(() => "an unreadable target");
-    const dangling = (await realPathOrUndefined(output)) === undefined ? ", which does not exist" : "";
+    const dangling = identity === undefined ? ", which does not exist" : "";
     throw new InvalidArgumentError(
       `The output ${output} is a symbolic link to ${target}${dangling}; pass --force (force: true) to replace the link itself with the converted file, or name the target as the output.`,
       { path: output, received: target },
     );
   }
-  const existing = await realPathOrUndefined(output);
-  if (existing === undefined) return;
-  for (const input of inputPaths) {
-    if (existing === (await realPathOrUndefined(input))) {
-      throw new InvalidArgumentError(`The output ${output} is the input model file; choose another output path (convert never overwrites its input).`, {
-        path: output,
-      });
-    }
-  }
-  if ((await stat(existing)).isDirectory()) {
+  if (entry.isDirectory()) {
     throw new InvalidArgumentError(`The output ${output} is a directory; pass a file path ending in .gguf.`, { path: output });
+  }
+  const kind = specialFileKind(entry);
+  if (kind !== undefined) {
+    throw new InvalidArgumentError(`The output ${output} is ${kind}, not a regular file, and convert never replaces one; pass the path of a new or existing .gguf file.`, {
+      path: output,
+      received: kind,
+    });
   }
   if (!force) {
     throw new InvalidArgumentError(`The output ${output} already exists; pass --force (force: true) to replace it.`, { path: output });
@@ -202,7 +237,7 @@ export async function convertModel(input: string, output: string, options: Conve
   // read the source headers and pick each tensor's output type
   const opened = await openModelFiles(source);
   const plan = opened.plan;
-  await checkOutput(target, [source, ...plan.files], options.force === true);
+  await checkOutput(target, inputFiles(source, opened.tokenizerSource, plan.files), options.force === true);
   const converted: WeightConversion[] = [];
   const kept: ConvertResult["kept"] = [];
   let vectorsToF32 = 0;
