@@ -5,7 +5,7 @@
 
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -168,6 +168,27 @@ describe("quantizePlan", () => {
       message: expect.stringMatching(/failed its check \(it is not a regular file\)/),
     });
     expect(await readFile(join(cacheFile!, "keep"), "utf8")).toBe("keep me");
+  });
+
+  it("names the failed check when unwritable", async () => {
+    const { plan } = await openModelFiles(LLAMA_TINY_GGUF);
+    const good = await quantizePlan(plan, { weightType: "q8_0", cacheDir: await mkdtemp(join(cacheDir, "unwritable-")) });
+    const bad = await readFile(good.cacheFile!);
+    bad[Math.floor((bad.length - CACHE_TRAILER_BYTES) / 2)] ^= 0x40;
+    // The temporary file's name is about 50 bytes longer than the cache file's. This folder's path
+    // leaves room for the cache file's path only, within Linux's 4096-byte PATH_MAX. So the
+    // temporary file cannot be created, as in a read-only folder (which root could still write).
+    const name = basename(good.cacheFile!);
+    const folderLength = 4095 - 1 - name.length - 10;
+    let dir = dirname(good.cacheFile!);
+    while (dir.length < folderLength) dir = join(dir, "d".repeat(Math.min(200, folderLength - dir.length - 1)));
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, name), bad);
+    await expect(quantizePlan(plan, { weightType: "q8_0", cacheDir: dir })).rejects.toMatchObject({
+      code: "ERR_GEB_IO",
+      message: expect.stringMatching(/^Cannot write a weight cache file in .*ENAMETOOLONG.* The existing cache file failed its check \(.*checksum.*\) and is not used\. Pass a writable cacheDir .* XDG_CACHE_HOME/),
+    });
+    expect((await readFile(join(dir, name))).equals(bad)).toBe(true);
   });
 
   it("loads with the clean logits after the cache was corrupted", async () => {

@@ -359,8 +359,20 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
   // model in one process must not truncate each other's file. The last rename wins, and a
   // finished load keeps the file it mapped.
   const partial = `${cacheFile}.${process.pid}.${randomUUID()}.tmp`;
+  const failedCheck = rebuiltReason === undefined ? "" : ` The existing cache file failed its check (${rebuiltReason}) and is not used.`;
+  // The CLI has no cacheDir flag; it takes the default folder, which XDG_CACHE_HOME moves.
+  const writableHint = " Pass a writable cacheDir (loadModel option), or set XDG_CACHE_HOME to a writable folder for the default one.";
   const sources = await Promise.all(plan.files.map((file) => openOrThrow(file, "r")));
-  const output = await openOrThrow(partial, "w");
+  let output: FileHandle;
+  try {
+    output = await open(partial, "w");
+  } catch (cause) {
+    await Promise.all(sources.map((handle) => handle.close()));
+    throw new IoError(`Cannot write a weight cache file in ${options.cacheDir}: ${String(cause)}.${failedCheck}${writableHint}`, {
+      path: options.cacheDir,
+      cause,
+    });
+  }
   try {
     // The regions are written in file order, so the CRC-32 of the payload, including the zero
     // padding between regions, is computed as the bytes go out.
@@ -386,8 +398,7 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
     await output.truncate(cacheSize + CACHE_TRAILER_BYTES);
     await output.close();
     await rename(partial, cacheFile).catch((cause: unknown) => {
-      const failedCheck = rebuiltReason === undefined ? "" : ` The existing cache file failed its check (${rebuiltReason}) and is not used.`;
-      throw new IoError(`Cannot move the weight cache file into place at ${cacheFile}: ${String(cause)}.${failedCheck} Pass a writable cacheDir.`, {
+      throw new IoError(`Cannot move the weight cache file into place at ${cacheFile}: ${String(cause)}.${failedCheck}${writableHint}`, {
         path: cacheFile,
         cause,
       });
