@@ -4,7 +4,7 @@
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-import { packageVersion, printError, type CliCommand } from "./cli/base.js";
+import { packageVersion, printError, runWatchingStdout, type CliCommand } from "./cli/base.js";
 import { command as chat } from "./cli/chat.js";
 import { command as convert } from "./cli/convert.js";
 import { command as generate } from "./cli/generate.js";
@@ -37,7 +37,8 @@ Environment:
 
 /**
  * Runs `geb-cpu` with the given arguments (without `node` and the script path) and resolves to
- * the exit code: 0 on success, 1 on an error, 2 on a usage error. Never throws.
+ * the exit code: 0 on success, 1 on an error, 2 on a usage error, 130 or 143 when SIGINT or SIGTERM
+ * stopped a command, 141 when the reader of standard output went away. Never throws.
  */
 export async function runCli(argv: readonly string[]): Promise<number> {
   const [first, ...rest] = argv;
@@ -68,11 +69,13 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     const problem = first.startsWith("-") ? `unknown option "${first}"` : `unknown command "${first}"`;
     return printError(new Error(`${problem}; run "geb-cpu --help" for usage`), true);
   }
-  try {
-    return await command.run(rest);
-  } catch (error) {
-    return printError(error);
-  }
+  return runWatchingStdout(async () => {
+    try {
+      return await command.run(rest);
+    } catch (error) {
+      return printError(error);
+    }
+  });
 }
 
 // True when this file is the program node runs, also through npm's bin symlink.

@@ -1,8 +1,10 @@
 // Pieces every `geb-cpu` subcommand shares: the command shape the dispatcher in lib/cli.ts
-// expects, the package version and the one way errors are printed.
+// expects, the package version, the one way errors are printed, and the handling of a standard
+// output that can no longer be written.
 import { createRequire } from "node:module";
+import { setImmediate as nextTurn } from "node:timers/promises";
 
-import { GebError, InvalidArgumentError } from "../errors.js";
+import { GebError, InvalidArgumentError, IoError } from "../errors.js";
 
 /** One subcommand of `geb-cpu`, exported as `command` from lib/cli/<name>.ts. */
 export interface CliCommand {
@@ -43,4 +45,51 @@ export function printError(error: unknown, usageError = false): number {
     process.stderr.write(`geb-cpu: ${String(error)}\n`);
   }
   return usageError ? 2 : 1;
+}
+
+/**
+ * Exit code after the reader of standard output went away (EPIPE), as in `geb-cpu generate ... |
+ * head`: 141 = 128 + SIGPIPE, the status bash reports for a program that SIGPIPE ended, as for
+ * `yes | head -1`. Node.js ignores SIGPIPE, so the CLI returns that status itself.
+ */
+export const BROKEN_PIPE_EXIT_CODE = 141;
+
+/**
+ * Runs `run` while watching standard output for write errors, which Node.js reports as an
+ * 'error' event that would otherwise crash the process with a stack trace. A closed pipe (EPIPE)
+ * ends quietly with BROKEN_PIPE_EXIT_CODE; any other failure (ENOSPC on a full disk, EIO...)
+ * prints one ERR_GEB_IO line on stderr and gives 1. Commands that run long (generate, chat)
+ * listen to the same event to stop their work at once.
+ */
+export async function runWatchingStdout(run: () => Promise<number>): Promise<number> {
+  let failure: NodeJS.ErrnoException | undefined;
+  const onError = (error: NodeJS.ErrnoException): void => {
+    failure ??= error;
+  };
+  process.stdout.on("error", onError);
+  let code: number;
+  try {
+    code = await run();
+    // Wait until what was written has left the buffer, so that a failed last write is seen here
+    // and not after the listener is gone. Node.js emits the 'error' of a write on a later tick.
+    if (process.stdout.writableLength > 0 && !process.stdout.destroyed) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          process.stdout.removeListener("drain", done).removeListener("error", done).removeListener("close", done);
+          resolve();
+        };
+        process.stdout.on("drain", done).on("error", done).on("close", done);
+      });
+    }
+    await nextTurn();
+  } finally {
+    process.stdout.removeListener("error", onError);
+  }
+  if (failure === undefined) return code;
+  if (failure.code === "EPIPE") return BROKEN_PIPE_EXIT_CODE;
+  return printError(
+    new IoError(`Cannot write to standard output: ${failure.message}. Check the free space and permissions where the output goes.`, {
+      cause: failure,
+    }),
+  );
 }

@@ -166,7 +166,8 @@ const usage = `Usage: geb-cpu generate [--model PATH] --prompt TEXT [options]
 Stream a continuation of TEXT to stdout. Ctrl-C (SIGINT) or SIGTERM stops generation: the text
 generated so far stays printed (with --json, the JSON object is printed with finishReason
 "abort"), and the exit code is 130 for SIGINT, 143 for SIGTERM. A second Ctrl-C ends the process
-at once.
+at once. When the reader of stdout goes away (as with | head), generation stops, nothing more
+is printed and the exit code is 141.
 
 Options:
   -p, --prompt TEXT       the prompt (required)
@@ -191,6 +192,15 @@ async function run(argv: string[]): Promise<number> {
   };
   const onSigint = stopOn("SIGINT");
   const onSigterm = stopOn("SIGTERM");
+  // A failed write to stdout (the reader of a pipe went away, a full disk) stops generation at
+  // once. runWatchingStdout in lib/cli/base.ts picks the exit code and the message.
+  let outputFailed = false;
+  let contextShift = false;
+  const onStdoutError = (): void => {
+    outputFailed = true;
+    controller.abort();
+  };
+  process.stdout.on("error", onStdoutError);
   try {
     const { values } = parseOrUsageError(() =>
       parseArgs({
@@ -208,9 +218,10 @@ async function run(argv: string[]): Promise<number> {
       process.stdout.write(`${usage}\n`);
       return 0;
     }
-    if (values.prompt === undefined) throw new UsageError("generate needs --prompt TEXT.\n" + usage);
+    if (values.prompt === undefined) throw new UsageError('generate needs --prompt TEXT; run "geb-cpu generate --help" for the options.');
     const options = generateOptionsFromFlags(values);
-    if (values["context-shift"]) options.contextShift = true;
+    contextShift = values["context-shift"] === true;
+    if (contextShift) options.contextShift = true;
     process.once("SIGINT", onSigint);
     process.once("SIGTERM", onSigterm);
     model = await loadModelFromFlags(values, controller.signal);
@@ -237,30 +248,40 @@ async function run(argv: string[]): Promise<number> {
           printed = true;
         }
       } catch (error) {
+        if (outputFailed) return 1;
         // End the partial line, so the error message on stderr starts on a line of its own.
         if (printed) process.stdout.write("\n");
         throw error;
       }
       result = await stream.result;
+      if (outputFailed) return 1;
       process.stdout.write("\n");
     }
     if (values.verbose) printTimings(result);
     if (stoppedBy !== undefined) {
-      process.stderr.write(`geb-cpu: generation stopped by ${stoppedBy} after ${result.tokens.length} tokens.\n`);
+      const count = result.tokens.length;
+      process.stderr.write(`geb-cpu: generation stopped by ${stoppedBy} after ${count} ${count === 1 ? "token" : "tokens"}.\n`);
       return SIGNAL_EXIT_CODES[stoppedBy];
     }
     return 0;
   } catch (error) {
+    if (outputFailed && error instanceof AbortError) return 1;
     const code = reportError(error);
     if (error instanceof AbortError && stoppedBy !== undefined) return SIGNAL_EXIT_CODES[stoppedBy];
-    // The message names the API options; these are the flags that set them.
+    // The message names the API options, so name the flags that set them. With --context-shift,
+    // only a prompt longer than the context can overflow, and shifting does not apply to a prompt.
     if (error instanceof ContextOverflowError) {
-      process.stderr.write("geb-cpu: --context-shift drops old tokens and goes on; --context-size N sets a larger context.\n");
+      process.stderr.write(
+        contextShift
+          ? "geb-cpu: --context-shift makes room for new tokens only and cannot fit a prompt longer than the context; shorten the prompt or pass --context-size N.\n"
+          : "geb-cpu: --context-shift drops old tokens and goes on, --context-size N sets a larger context; for a prompt longer than the context, shorten it or pass --context-size N.\n",
+      );
     }
     return code;
   } finally {
     process.removeListener("SIGINT", onSigint);
     process.removeListener("SIGTERM", onSigterm);
+    process.stdout.removeListener("error", onStdoutError);
     await model?.dispose();
   }
 }
