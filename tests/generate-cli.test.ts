@@ -180,7 +180,7 @@ describe("geb-cpu generate", () => {
       expect(code).toBe(exitCode);
       expect(stdout.length).toBeGreaterThan(0);
       expect(stdout.endsWith("\n")).toBe(true);
-      const stopped = new RegExp(`stopped by ${signal} after (\\d+) tokens`).exec(stderr);
+      const stopped = new RegExp(`stopped by ${signal} after (\\d+) tokens?\\.`).exec(stderr);
       expect(stopped, stderr).not.toBeNull();
       expect(Number(stopped![1])).toBeGreaterThan(0);
       expect(Number(stopped![1])).toBeLessThan(maxTokens);
