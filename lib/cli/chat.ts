@@ -23,15 +23,36 @@ import {
 const usage = `Usage: geb-cpu chat [--model PATH] [options]
 
 Chat with a model in the terminal. Type a message and press Enter. Commands: /reset clears the
-conversation, /exit quits. Ctrl-C cancels a reply in progress, and its text so far stays in the
-conversation; Ctrl-C twice at the prompt exits. With input from a pipe or a file, every line is
-one message, and Ctrl-C between replies exits. When Ctrl-C or SIGTERM ends chat, the exit code is
-130 for SIGINT, 143 for SIGTERM. When the conversation no longer fits the context, the oldest
-turns are left out of the prompt (the system message stays).
+conversation, /exit quits, /help lists the commands. A line is a command when it starts with /
+followed at once by ASCII letters and then a space or its end (/foo, /foo bar). An unknown
+command prints a note and changes nothing. Every other line is a message, also one that starts
+with / otherwise ("/ 你好", "//", "/usr/bin"). Ctrl-C cancels a reply in progress, and its text
+so far stays in the conversation; Ctrl-C twice at the prompt exits. With input from a pipe or a
+file, every line is one message or command, and Ctrl-C between replies exits. When Ctrl-C or
+SIGTERM ends chat, the exit code is 130 for SIGINT, 143 for SIGTERM. When the conversation no
+longer fits the context, the oldest turns are left out of the prompt (the system message stays).
 
 Options:
       --system TEXT       system message at the start of the conversation
 ${SHARED_OPTIONS_HELP}`;
+
+/** The chat commands, as `/help` lists them. */
+const CHAT_COMMANDS: Readonly<Record<string, string>> = {
+  reset: "clears the conversation",
+  exit: "quits",
+  help: "lists the commands",
+};
+
+// A command is "/" and a word of ASCII letters, then whitespace or the end of the line.
+const COMMAND_PATTERN = /^\/([A-Za-z]+)(?:\s|$)/;
+
+/**
+ * Returns the command word of a trimmed input line ("reset" for "/reset"), or undefined when the
+ * line is a message. See the help text for the rule.
+ */
+export function chatCommandWord(text: string): string | undefined {
+  return COMMAND_PATTERN.exec(text)?.[1];
+}
 
 // The shell's exit statuses for a command stopped by SIGINT and SIGTERM, as `geb-cpu generate` uses.
 const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
@@ -102,17 +123,24 @@ async function run(argv: string[]): Promise<number> {
     // readline interface closed before its loop starts would never end the loop.
     const stoppedEarly = stoppedBy !== undefined || outputFailed;
     if (!stoppedEarly) {
-      if (interactive) process.stdout.write("geb-cpu chat: type a message, /reset to start over, /exit or Ctrl-C twice to quit.\n");
+      if (interactive) process.stdout.write("geb-cpu chat: type a message, /reset to start over, /exit or Ctrl-C twice to quit, /help for the commands.\n");
       lines.setPrompt("> ");
       if (interactive) lines.prompt();
 
       for await (const line of lines) {
         interruptedAtPrompt = false;
         const text = line.trim();
+        const command = chatCommandWord(text);
         if (text === "/exit") break;
         if (text === "/reset") {
           history = [...start];
           process.stdout.write("(conversation cleared)\n");
+        } else if (text === "/help") {
+          const list = Object.entries(CHAT_COMMANDS).map(([word, effect]) => `/${word} ${effect}`);
+          process.stdout.write(`(commands: ${list.join(", ")}; other lines are messages)\n`);
+        } else if (command !== undefined) {
+          // Also a known command with extra words, which none of them takes.
+          process.stdout.write(`(unknown command: ${text}; /help lists the commands)\n`);
         } else if (text !== "") {
           history.push({ role: "user", content: text });
           reply = new AbortController();
