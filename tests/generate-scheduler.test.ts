@@ -177,6 +177,26 @@ describe("runGeneration with a fake engine", () => {
     expect(slots.inUse).toBe(0);
   });
 
+  it("times an abort during prefill as prefill", async () => {
+    const { context, engine } = setup({ stepMs: 20, batchSize: 2 });
+    const controller = new AbortController();
+    // Abort once the second of three prompt chunks is running, so exactly one chunk finished.
+    const watcher = setInterval(() => {
+      if (engine.batches.length >= 2) controller.abort();
+    }, 1);
+    const result = await runGeneration(context, [0, 1, 2, 3, 4], settings({ maxTokens: 5, signal: controller.signal }));
+    clearInterval(watcher);
+
+    expect(result.finishReason).toBe("abort");
+    expect(result.tokens).toEqual([]);
+    expect(engine.batches.length).toBe(2);
+    expect(result.timings.decodeMs).toBe(0);
+    expect(result.timings.decodeTokensPerSecond).toBe(0);
+    // The first chunk alone waited 20 timer turns of at least 1 ms.
+    expect(result.timings.prefillMs).toBeGreaterThanOrEqual(20);
+    expect(result.timings.prefillTokensPerSecond).toBeCloseTo((2 * 1000) / result.timings.prefillMs, 6);
+  });
+
   it("returns an abort result for a signal aborted before the start", async () => {
     const { context } = setup();
     const result = await runGeneration(context, [0], settings({ signal: AbortSignal.abort() }));

@@ -11,13 +11,16 @@ import { StopStringFilter, type ResolvedStop } from "./stop.js";
 /** Reason a generation ended. */
 export type FinishReason = "stop" | "length" | "abort";
 
-/** Timing of one generation, measured with `performance.now()`. */
+/**
+ * Timing of one generation, measured with `performance.now()`. When an abort stops the prompt
+ * pass, all the time counts as prefill and `decodeMs` is 0.
+ */
 export interface GenerateTimings {
   /** Wall time of the prompt pass, in milliseconds (includes waiting for other sequences' steps). */
   prefillMs: number;
   /** Wall time from the first sampled token to the end, in milliseconds. */
   decodeMs: number;
-  /** Prompt tokens per second of prefill time. */
+  /** Prompt tokens per second of prefill time; after an abort, only the prompt chunks that finished count. */
   prefillTokensPerSecond: number;
   /** Decode steps (one token fed back each) per second of decode time. */
   decodeTokensPerSecond: number;
@@ -147,7 +150,9 @@ export async function runGeneration(
   let finishReason: FinishReason = "length";
   let stoppedBy: GenerateResult["stoppedBy"];
   let droppedTokens = 0;
-  let prefillEnd = started;
+  // Both stay unset until the prompt pass finishes, so an abort during it is timed as prefill.
+  let prefillEnd: number | undefined;
+  let prefilledTokens = 0;
   let decodeSteps = 0;
 
   const emit = (piece: string): void => {
@@ -184,6 +189,7 @@ export async function runGeneration(
       const chunk = promptIds.slice(nPast, nPast + context.batchSize);
       logits = await context.scheduler.submit({ seqId: slot, startPos: nPast, tokens: chunk, logits: "last", signal });
       nPast += chunk.length;
+      prefilledTokens = nPast;
     }
     prefillEnd = performance.now();
 
@@ -247,8 +253,8 @@ export async function runGeneration(
 
   function finish(): GenerateResult {
     const end = performance.now();
-    const prefillMs = prefillEnd - started;
-    const decodeMs = end - prefillEnd;
+    const prefillMs = (prefillEnd ?? end) - started;
+    const decodeMs = prefillEnd === undefined ? 0 : end - prefillEnd;
     const result: GenerateResult = {
       text,
       tokens,
@@ -257,7 +263,7 @@ export async function runGeneration(
       timings: {
         prefillMs,
         decodeMs,
-        prefillTokensPerSecond: prefillMs > 0 ? (promptIds.length * 1000) / prefillMs : 0,
+        prefillTokensPerSecond: prefillMs > 0 ? (prefilledTokens * 1000) / prefillMs : 0,
         decodeTokensPerSecond: decodeMs > 0 ? (decodeSteps * 1000) / decodeMs : 0,
       },
       seed: sampling.seed,
