@@ -7,14 +7,14 @@ import { readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 
-import { GebError, InvalidArgumentError } from "../errors.js";
+import { GebError, InternalError, InvalidArgumentError } from "../errors.js";
 import { printError, type CliCommand } from "./base.js";
 import { readGguf, type GgufFile, type GgufValue } from "../formats/gguf.js";
 import { readSafetensorsModel } from "../formats/safetensors.js";
 import { GEB_FILES } from "../model/geb-conventions.js";
 import { readGebConfig } from "../model/geb-plan.js";
 import type { ModelFileInfo } from "../model/info.js";
-import { openModelFiles } from "../model/load-plan.js";
+import { openModelFiles, rejectCheckpointFile } from "../model/load-plan.js";
 import { loadTokenizer } from "../tokenizer/index.js";
 
 /** One row of the tensor table. */
@@ -102,14 +102,35 @@ async function gebWeightsPath(dir: string): Promise<string | undefined> {
 }
 
 /**
+ * Read config.json of a GEB directory as a JSON object. A config that is missing or is not a
+ * JSON object throws readGebConfig's typed error. One whose values are invalid is returned, so
+ * inspect still lists it and reports the reason in `loadError`.
+ */
+async function readConfigObject(dir: string): Promise<Record<string, unknown>> {
+  try {
+    const parsed = JSON.parse(await readFile(join(dir, GEB_FILES.config), "utf8")) as unknown;
+    if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
+  } catch {
+    // readGebConfig below explains what is wrong.
+  }
+  await readGebConfig(dir);
+  throw new InternalError(`readGebConfig accepted ${join(dir, GEB_FILES.config)}, which is not a JSON object.`, { path: dir });
+}
+
+/**
  * Inspect a GGUF file or GEB directory. Throws the reader's typed error when the headers
- * themselves cannot be parsed; a model that parses but cannot be loaded gets `loadError`.
+ * themselves cannot be parsed, and ModelFormatError asking for the folder when `path` is a
+ * `.safetensors` or `.json` file of a GEB checkpoint. A model that parses but cannot be loaded,
+ * including a GEB config.json with invalid values, gets `loadError`.
  */
 export async function inspectModel(path: string): Promise<InspectReport> {
   const absolute = resolve(path);
-  const isDirectory = (await stat(absolute).catch(() => undefined))?.isDirectory() ?? false;
+  const entry = await stat(absolute).catch(() => undefined);
+  const isDirectory = entry?.isDirectory() ?? false;
 
   if (!isDirectory) {
+    // A missing path gets the reader's "does not exist" error instead.
+    if (entry !== undefined) rejectCheckpointFile(absolute);
     const gguf = await readGguf(absolute);
     const tensors = gguf.tensors.map((t) => ({ name: t.name, type: t.type.name, dims: t.ne, offset: t.offset, nbytes: t.nbytes, file: absolute }));
     return {
@@ -123,9 +144,7 @@ export async function inspectModel(path: string): Promise<InspectReport> {
   }
 
   // GEB directory: config keys as metadata, safetensors headers as the tensor table.
-  // readGebConfig throws the typed error for a missing or invalid config.json.
-  await readGebConfig(absolute);
-  const rawConfig = JSON.parse(await readFile(join(absolute, GEB_FILES.config), "utf8")) as Record<string, unknown>;
+  const rawConfig = await readConfigObject(absolute);
   const metadata = Object.entries(rawConfig).map(([key, value]) => ({ key, type: value === null ? "null" : typeof value, ...previewValue(value) }));
   const weightsPath = await gebWeightsPath(absolute);
   const weights = weightsPath === undefined ? undefined : await readSafetensorsModel(weightsPath);

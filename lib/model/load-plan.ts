@@ -68,13 +68,21 @@ export async function openModelFiles(path: string, options: OpenModelOptions = {
   }
   if (isDirectory) return openGebDirectory(absolute, started, options);
 
+  rejectCheckpointFile(absolute);
+  return openGgufFile(absolute, started, options);
+}
+
+/**
+ * Throw ModelFormatError, asking for the folder, when `absolute` names a file of a GEB
+ * checkpoint (a `.safetensors` weights file or a `.json` config or index) instead of its folder.
+ */
+export function rejectCheckpointFile(absolute: string): void {
   if (/(\.safetensors|\.json)$/.test(absolute)) {
     throw new ModelFormatError(`${absolute} is part of a GEB checkpoint; pass the directory that contains it, not the file.`, {
       path: absolute,
       expected: dirname(absolute),
     });
   }
-  return openGgufFile(absolute, started, options);
 }
 
 async function openGebDirectory(dir: string, started: number, options: OpenModelOptions): Promise<OpenedModel> {
