@@ -13,7 +13,7 @@ import { resolveStop, type StopOptions } from "./generate/stop.js";
 import { createTextStream, type GenerateStream } from "./generate/text-stream.js";
 import { checkBoolean, checkChoice, checkKnownKeys, checkNumber, checkOptionsObject, checkTokenId, showValue } from "./generate/validate.js";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
 import { QUANTIZED_TYPES, quantizePlan, WEIGHT_TYPES, type WeightConversion, type WeightType } from "./formats/quantize.js";
 import { openModelFiles, type ModelFileInfo } from "./model/load-plan.js";
 import { binding, resolveTier } from "./native.js";
@@ -159,6 +159,11 @@ export interface ModelInfo extends ModelFileInfo {
   contextShift: boolean;
   /** Matrices convert-at-load converted (empty without `weightType`). */
   weightConversions: WeightConversion[];
+  /**
+   * Temporary cache files that earlier loads of this model left when they were killed while
+   * converting, removed by this load before it wrote the cache file. Usually empty.
+   */
+  removedTemporaryFiles: string[];
   /** Engine report: memory use and conversions done at load. */
   engine: EngineInfo;
 }
@@ -178,6 +183,7 @@ interface ModelParts {
   batchSize: number;
   contextShift: boolean;
   weightConversions: WeightConversion[];
+  removedTemporaryFiles: string[];
 }
 
 /**
@@ -226,6 +232,7 @@ export class Model {
       batchSize: p.batchSize,
       contextShift: p.contextShift,
       weightConversions: p.weightConversions,
+      removedTemporaryFiles: p.removedTemporaryFiles,
       engine: this.engine.info(),
     };
   }
@@ -503,9 +510,10 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
 
   let plan = opened.plan;
   let weightConversions: WeightConversion[] = [];
+  let removedTemporaryFiles: string[] = [];
   if (weightType !== undefined) {
     const quantizedPhase = (QUANTIZED_TYPES as readonly string[]).includes(weightType);
-    const cacheDir = o.cacheDir ?? join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "geb-cpu");
+    const cacheDir = o.cacheDir ?? defaultCacheDir();
     const quantized = await quantizePlan(plan, {
       weightType,
       cacheDir,
@@ -514,6 +522,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     });
     plan = quantized.plan;
     weightConversions = quantized.converted;
+    removedTemporaryFiles = quantized.removedTemporaryFiles;
     checkAborted();
   }
 
@@ -559,5 +568,17 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     batchSize,
     contextShift,
     weightConversions,
+    removedTemporaryFiles,
   });
+}
+
+/**
+ * Returns the default weight cache folder: `$XDG_CACHE_HOME/geb-cpu`, or `~/.cache/geb-cpu` when
+ * XDG_CACHE_HOME is unset, empty or relative. The XDG Base Directory Specification requires a
+ * relative path in these variables to be ignored as invalid.
+ */
+function defaultCacheDir(): string {
+  const xdgCacheHome = process.env.XDG_CACHE_HOME;
+  const base = xdgCacheHome !== undefined && isAbsolute(xdgCacheHome) ? xdgCacheHome : join(homedir(), ".cache");
+  return join(base, "geb-cpu");
 }

@@ -1,6 +1,6 @@
 // Pieces every `geb-cpu` subcommand shares: the command shape the dispatcher in lib/cli.ts
-// expects, the package version, the one way errors are printed, and the handling of a standard
-// output that can no longer be written.
+// expects, the package version, the one way errors and removed leftover files are printed, and
+// the handling of a standard output that can no longer be written.
 import { createRequire } from "node:module";
 import { setImmediate as nextTurn } from "node:timers/promises";
 
@@ -45,6 +45,16 @@ export function printError(error: unknown, usageError = false): number {
     process.stderr.write(`geb-cpu: ${String(error)}\n`);
   }
   return usageError ? 2 : 1;
+}
+
+/**
+ * Prints one line on stderr naming the temporary files of killed runs that a conversion or a
+ * load removed (see lib/formats/temporary-files.ts). Prints nothing when the list is empty.
+ */
+export function printRemovedTemporaryFiles(paths: readonly string[]): void {
+  if (paths.length === 0) return;
+  const files = paths.length === 1 ? "1 temporary file" : `${paths.length} temporary files`;
+  process.stderr.write(`geb-cpu: removed ${files} left by an interrupted run: ${paths.join(", ")}\n`);
 }
 
 /**

@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import { AbortError, InvalidArgumentError } from "../errors.js";
 import { WEIGHT_TYPES, type WeightType } from "../formats/quantize.js";
 import { convertModel, type ConvertResult, type GebOutputArchitecture } from "../model/convert.js";
-import { printError, type CliCommand } from "./base.js";
+import { printError, printRemovedTemporaryFiles, type CliCommand } from "./base.js";
 
 const ARCHITECTURES: readonly GebOutputArchitecture[] = ["geb", "chatglm"];
 
@@ -16,6 +16,8 @@ const usage = `Usage: geb-cpu convert <input> <output.gguf> --type TYPE [--arch 
 Write a GGUF file that geb-cpu loads without converting anything. The input is a GEB model
 directory (config.json, model.safetensors, GEBtokenizer.model), which becomes a "geb" GGUF with
 the tokenizer embedded, or a "llama", "geb" or "chatglm" GGUF file, which keeps its metadata.
+The file is written under a temporary name and renamed when complete. Temporary files that a
+killed conversion to the same output left are removed first, and one line on stderr names them.
 
 Options:
   -t, --type TYPE   storage type of the weight matrices: ${WEIGHT_TYPES.join(", ")} (required).
@@ -29,6 +31,7 @@ Options:
                     leaves the link's target untouched, even when the target is a directory.
                     Never replaced, even with --force: the input and every file of it
                     (also through a hard or symbolic link), a directory, a device, a FIFO.
+                    The output is checked before converting and again before the rename.
       --name NAME   general.name of a GGUF written from a GEB directory (default: the folder name)
   -h, --help        show this help`;
 
@@ -126,6 +129,7 @@ async function run(argv: string[]): Promise<number> {
       },
     });
     if (showProgress) process.stderr.write("\n");
+    printRemovedTemporaryFiles(result.removedTemporaryFiles);
     process.stdout.write(formatSummary(input, type, result, (performance.now() - started) / 1000));
     return 0;
   } catch (error) {

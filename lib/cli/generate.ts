@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { AbortError, ContextOverflowError, InvalidArgumentError } from "../errors.js";
 import { loadModel, type GenerateOptions, type GenerateResult, type LoadProgress, type Model } from "../model.js";
-import { printError, type CliCommand } from "./base.js";
+import { printError, printRemovedTemporaryFiles, type CliCommand } from "./base.js";
 
 /** Demo model shipped in the package, used when no --model is given. */
 export const DEMO_MODEL_PATH = fileURLToPath(new URL("../../models/geb-tiny", import.meta.url));
@@ -128,6 +128,7 @@ export async function loadModelFromFlags(values: SharedValues, signal?: AbortSig
   } finally {
     clearTimeout(timer);
   }
+  printRemovedTemporaryFiles(model.info().removedTemporaryFiles);
   if (values.verbose) {
     const info = model.info();
     process.stderr.write(

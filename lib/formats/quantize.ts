@@ -10,15 +10,16 @@
 // whole number of 32-element blocks (stories260K's 172-wide FFN, for example) and matrices already
 // stored as Q8_0 or Q4_0 (they are never re-quantized).
 
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import { mkdir, open, rename, rm, stat, type FileHandle } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 
 import { AbortError, InvalidArgumentError, IoError } from "../errors.js";
 import type { ModelPlan, TensorRef, TensorType } from "../model/plan.js";
 import { binding, fromNativeError } from "../native.js";
 import type { NativeConvertBinding } from "../native-types.js";
 import { encodeTensorValues, PLAN_TYPE_BLOCK } from "./tensor-encode.js";
+import { removeStaleTemporaryFiles, temporaryFileName } from "./temporary-files.js";
 import { CACHE_TRAILER_BYTES, checkCacheFile, crc32, encodeCacheTrailer } from "./weight-cache.js";
 
 /** Weight types a model can be quantized to at load. */
@@ -271,6 +272,12 @@ export interface QuantizedPlan {
   reused: boolean;
   /** Reason an existing cache file failed its check and was rebuilt; undefined when none existed or it was reused. */
   rebuiltReason?: string;
+  /**
+   * Temporary files of earlier writes of the same cache file whose process no longer runs
+   * (killed, or the machine lost power), removed before this write. Empty when the cache file
+   * was reused or nothing was left over.
+   */
+  removedTemporaryFiles: string[];
 }
 
 // Bumped whenever the encoders or the cache layout change, so stale files are never reused.
@@ -319,7 +326,7 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
     cacheSize += tensorBytes(to, tensor.shape[0] * tensor.shape[1]);
     converted.push({ name: tensor.name, from: tensor.type, to });
   }
-  if (converted.length === 0) return { plan, converted, kept, reused: false };
+  if (converted.length === 0) return { plan, converted, kept, reused: false, removedTemporaryFiles: [] };
 
   const key = createHash("sha256");
   key.update(JSON.stringify({ version: CACHE_FORMAT_VERSION, weightType }));
@@ -344,7 +351,7 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
   let rebuiltReason: string | undefined;
   if ((await stat(cacheFile).catch(() => undefined)) !== undefined) {
     rebuiltReason = await checkCacheFile(cacheFile, CACHE_FORMAT_VERSION, cacheSize, keyDigest);
-    if (rebuiltReason === undefined) return { ...result, reused: true };
+    if (rebuiltReason === undefined) return { ...result, reused: true, removedTemporaryFiles: [] };
   }
   const rebuilt = rebuiltReason === undefined ? {} : { rebuiltReason };
 
@@ -357,11 +364,13 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
   // write under a temporary name and rename at the end, so a crash never leaves a cache file
   // of the right size with missing tensors. The name is unique per call: concurrent loads of one
   // model in one process must not truncate each other's file. The last rename wins, and a
-  // finished load keeps the file it mapped.
-  const partial = `${cacheFile}.${process.pid}.${randomUUID()}.tmp`;
+  // finished load keeps the file it mapped. A killed writer's file stays behind until the next
+  // write of the same cache file removes it here.
+  const removedTemporaryFiles = await removeStaleTemporaryFiles(options.cacheDir, basename(cacheFile));
+  const partial = join(options.cacheDir, temporaryFileName(basename(cacheFile)));
   const failedCheck = rebuiltReason === undefined ? "" : ` The existing cache file failed its check (${rebuiltReason}) and is not used.`;
   // The CLI has no cacheDir flag; it takes the default folder, which XDG_CACHE_HOME moves.
-  const writableHint = " Pass a writable cacheDir (loadModel option), or set XDG_CACHE_HOME to a writable folder for the default one.";
+  const writableHint = " Pass a writable cacheDir (loadModel option), or set XDG_CACHE_HOME to the absolute path of a writable folder for the default one.";
   const sources = await Promise.all(plan.files.map((file) => openOrThrow(file, "r")));
   let output: FileHandle;
   try {
@@ -410,7 +419,7 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
   } finally {
     await Promise.all(sources.map((handle) => handle.close()));
   }
-  return { ...result, ...rebuilt, reused: false };
+  return { ...result, ...rebuilt, reused: false, removedTemporaryFiles };
 }
 
 async function statOrThrow(path: string) {

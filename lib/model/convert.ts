@@ -7,9 +7,9 @@
 // `loadModel(source, { weightType })` would compute. Norm vectors are stored as F32.
 //
 // The output is written to a temporary file in the output's folder and renamed at the end, so an
-// error or an abort never leaves a partial file under the output name.
+// error or an abort never leaves a partial file under the output name. A killed process leaves
+// its temporary file, and the next conversion to the same output removes it.
 
-import { randomUUID } from "node:crypto";
 import type { Stats } from "node:fs";
 import { link, lstat, open, readFile, readlink, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
@@ -19,6 +19,7 @@ import { writeGguf, type GgufScalarTypeName, type GgufWriteTensor, type GgufWrit
 import { readGguf, type GgufFile, type GgufValue } from "../formats/gguf.js";
 import { ggmlTypeForPlanType } from "../formats/ggml-types.js";
 import { convertTensorChunks, quantizedTypeFor, tensorBytes, WEIGHT_TYPES, type WeightConversion, type WeightType } from "../formats/quantize.js";
+import { removeStaleTemporaryFiles, temporaryFileName } from "../formats/temporary-files.js";
 import { loadTokenizer } from "../tokenizer/load.js";
 import { parseSentencePieceModel } from "../tokenizer/sentencepiece-model.js";
 import { GEB_GGUF_ARCHITECTURE, gebHparamsMetadata, gebTokenizerMetadata } from "./geb-gguf.js";
@@ -49,6 +50,7 @@ export interface ConvertOptions {
    * to a missing file or to a directory, counts as an existing output. `force` replaces the link
    * itself with the converted file and never writes the link's target. Never replaced, even with
    * `force`: the input and every file read for it, a directory, a device, a FIFO or a socket.
+   * These checks run before the conversion and again right before the output is moved into place.
    */
   force?: boolean;
   /** `general.name` of a GGUF written from a GEB directory. Default: the directory name. */
@@ -72,6 +74,11 @@ export interface ConvertResult {
   /** Vectors (norm weights) converted to F32. */
   vectorsToF32: number;
   fileSize: number;
+  /**
+   * Temporary files of earlier conversions to the same output whose process no longer runs
+   * (killed, or the machine lost power), removed before writing. Usually empty.
+   */
+  removedTemporaryFiles: string[];
 }
 
 /** Explain why a matrix keeps its type instead of `requested`. */
@@ -237,7 +244,8 @@ export async function convertModel(input: string, output: string, options: Conve
   // read the source headers and pick each tensor's output type
   const opened = await openModelFiles(source);
   const plan = opened.plan;
-  await checkOutput(target, inputFiles(source, opened.tokenizerSource, plan.files), options.force === true);
+  const inputPaths = inputFiles(source, opened.tokenizerSource, plan.files);
+  await checkOutput(target, inputPaths, options.force === true);
   const converted: WeightConversion[] = [];
   const kept: ConvertResult["kept"] = [];
   let vectorsToF32 = 0;
@@ -292,7 +300,9 @@ export async function convertModel(input: string, output: string, options: Conve
   }
 
   // stream every tensor through the converter into a temporary file, then rename it
-  const temporary = join(dirname(target), `.${basename(target)}.${process.pid}.${randomUUID()}.tmp`);
+  const temporaryPrefix = `.${basename(target)}`;
+  const removedTemporaryFiles = await removeStaleTemporaryFiles(dirname(target), temporaryPrefix);
+  const temporary = join(dirname(target), temporaryFileName(temporaryPrefix));
   const totalBytes = plan.tensors.reduce((sum, tensor, i) => sum + tensorBytes(outputTypes[i], tensor.shape.reduce((a, b) => a * b, 1)), 0);
   let writtenBytes = 0;
   const handles: FileHandle[] = [];
@@ -320,8 +330,12 @@ export async function convertModel(input: string, output: string, options: Conve
       };
     });
     const written = await writeGguf(temporary, { metadata, tensors, ...(alignment === undefined ? {} : { alignment }) });
+    // The output path may have changed during the conversion (a file, link, FIFO or device put
+    // there), so it passes the same checks again before it is replaced.
+    // NOTE: a change between this check and the rename below still goes unnoticed.
+    await checkOutput(target, inputPaths, options.force === true);
     await moveIntoPlace(temporary, target, options.force === true);
-    return { output: target, architecture: outputArchitecture, converted, kept, vectorsToF32, fileSize: written.fileSize };
+    return { output: target, architecture: outputArchitecture, converted, kept, vectorsToF32, fileSize: written.fileSize, removedTemporaryFiles };
   } catch (error) {
     await rm(temporary, { force: true });
     throw error;

@@ -140,20 +140,50 @@ export interface GebConfig {
 
 type RawConfig = Record<string, unknown>;
 
-function positiveInteger(config: RawConfig, key: string, path: string, fallback?: number): number {
-  const value = config[key] ?? fallback;
-  if (value === undefined) {
-    throw new ModelFormatError(`GEB config.json has no "${key}"; it must be a positive integer.`, { path, expected: "a positive integer" });
+/**
+ * Keys that published GEB configs set to null to mean "not used": GEB-1.3B's config.json has
+ * `"pre_seq_len": null`. A null anywhere else is a corrupt value, because reading it as absent
+ * would silently take a default or another key's value.
+ */
+const NULLABLE_KEYS: ReadonlySet<string> = new Set(["pre_seq_len"]);
+
+/** Return `config[key]`, undefined when absent (or null for a NULLABLE_KEYS key); throw for any other null. */
+function configValue(config: RawConfig, key: string, rule: string, path: string): unknown {
+  const value = config[key];
+  if (value === null) {
+    if (NULLABLE_KEYS.has(key)) return undefined;
+    throw corruptHparamError(`GEB config.json "${key}"`, value, rule, path);
   }
+  return value;
+}
+
+/** Read an optional positive integer; undefined when the key is absent. */
+function optionalPositiveInteger(config: RawConfig, key: string, path: string): number | undefined {
+  const value = configValue(config, key, "a positive integer", path);
+  if (value === undefined) return undefined;
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0) {
     throw corruptHparamError(`GEB config.json "${key}"`, value, "a positive integer", path);
   }
   return value;
 }
 
+/**
+ * Read a required positive integer. When the key is absent, `fallback` is used: a number derived
+ * from other keys, or another key read in the same way, whose errors then name that key.
+ */
+function positiveInteger(config: RawConfig, key: string, path: string, fallback?: number | { key: string }): number {
+  const value = optionalPositiveInteger(config, key, path);
+  if (value !== undefined) return value;
+  if (typeof fallback === "number") return fallback;
+  const fallbackValue = fallback === undefined ? undefined : optionalPositiveInteger(config, fallback.key, path);
+  if (fallbackValue !== undefined) return fallbackValue;
+  const names = fallback === undefined ? `"${key}"` : `"${key}" or "${fallback.key}"`;
+  throw new ModelFormatError(`GEB config.json has no ${names}; it must be a positive integer.`, { path, expected: "a positive integer" });
+}
+
 function optionalBoolean(config: RawConfig, key: string, fallback: boolean, path: string): boolean {
-  const value = config[key];
-  if (value === undefined || value === null) return fallback;
+  const value = configValue(config, key, "true or false", path);
+  if (value === undefined) return fallback;
   if (typeof value !== "boolean") {
     throw new ModelFormatError(`GEB config.json "${key}" must be true or false, but it is ${JSON.stringify(value)}.`, { path, received: value });
   }
@@ -176,7 +206,8 @@ function rejectFlag(config: RawConfig, key: string, fallback: boolean, supported
  * the values the model uses: no `rmsnorm` means RMSNorm, no `add_qkv_bias` means no biases,
  * no `num_key_value_heads` falls back to ChatGLM3's `multi_query_group_num` or to full attention.
  *
- * Throws ModelFormatError for missing or mistyped sizes, and UnsupportedError for settings the
+ * Throws ModelFormatError for missing or mistyped sizes and for a null value (accepted only for
+ * `pre_seq_len`, where published configs write it), and UnsupportedError for settings the
  * engine does not implement (LayerNorm, linear biases, post-norm residuals, no final norm,
  * prefix tuning, scaled rotary embeddings).
  */
@@ -192,13 +223,13 @@ export function mapGebConfig(raw: unknown, path: string): GebConfig {
   rejectFlag(config, "add_qkv_bias", false, false, path, "which adds biases to the query/key/value projections");
   rejectFlag(config, "apply_residual_connection_post_layernorm", false, false, path, "which adds the normed input to the residual");
   rejectFlag(config, "post_layer_norm", true, true, path, "which drops the final RMSNorm");
-  if (config.pre_seq_len !== undefined && config.pre_seq_len !== null) {
+  if (configValue(config, "pre_seq_len", "null or absent", path) !== undefined) {
     throw new UnsupportedError(`GEB config.json sets "pre_seq_len": ${JSON.stringify(config.pre_seq_len)} (prefix tuning), which geb-cpu does not support.`, {
       path,
       received: config.pre_seq_len,
     });
   }
-  const ropeRatio = config.rope_ratio ?? undefined;
+  const ropeRatio = configValue(config, "rope_ratio", "a positive number", path);
   if (ropeRatio !== undefined && (typeof ropeRatio !== "number" || !(ropeRatio > 0) || !Number.isFinite(ropeRatio))) {
     throw corruptHparamError('GEB config.json "rope_ratio"', ropeRatio, "a positive number", path);
   }
@@ -219,12 +250,16 @@ export function mapGebConfig(raw: unknown, path: string): GebConfig {
   const kvFallback = multiQuery ? positiveInteger(config, "multi_query_group_num", path) : nHead;
   const nHeadKv = positiveInteger(config, "num_key_value_heads", path, kvFallback);
   const nFf = positiveInteger(config, "ffn_hidden_size", path);
-  const nVocab = positiveInteger(config, "padded_vocab_size", path, config.vocab_size as number | undefined);
-  const nCtxTrain = positiveInteger(config, "seq_length", path, config.max_position_embeddings as number | undefined);
-  if (nCtxTrain > MAX_TRAINING_CONTEXT) {
-    const key = config.seq_length === undefined ? "max_position_embeddings" : "seq_length";
-    throw corruptHparamError(`GEB config.json "${key}"`, nCtxTrain, `at most ${MAX_TRAINING_CONTEXT} positions`, path);
+  const nVocab = positiveInteger(config, "padded_vocab_size", path, { key: "vocab_size" });
+  // The training context is seq_length, or max_position_embeddings without it. Both are checked
+  // when present, so a corrupt one is reported even when the other one is used.
+  for (const key of ["seq_length", "max_position_embeddings"]) {
+    const positions = optionalPositiveInteger(config, key, path);
+    if (positions !== undefined && positions > MAX_TRAINING_CONTEXT) {
+      throw corruptHparamError(`GEB config.json "${key}"`, positions, `at most ${MAX_TRAINING_CONTEXT} positions`, path);
+    }
   }
+  const nCtxTrain = positiveInteger(config, "seq_length", path, { key: "max_position_embeddings" });
 
   if (nHead % nHeadKv !== 0) {
     throw new ModelFormatError(`GEB config.json: num_attention_heads (${nHead}) must be a multiple of num_key_value_heads (${nHeadKv}).`, {
@@ -239,9 +274,10 @@ export function mapGebConfig(raw: unknown, path: string): GebConfig {
     });
   }
 
-  const epsValue = config.layernorm_epsilon ?? GEB_DEFAULT_RMS_EPS;
+  const epsRule = "a number above 0 (in float32) and below 1";
+  const epsValue = configValue(config, "layernorm_epsilon", epsRule, path) ?? GEB_DEFAULT_RMS_EPS;
   if (typeof epsValue !== "number" || !isValidRmsEps(epsValue)) {
-    throw corruptHparamError('GEB config.json "layernorm_epsilon"', epsValue, "a number above 0 (in float32) and below 1", path);
+    throw corruptHparamError('GEB config.json "layernorm_epsilon"', epsValue, epsRule, path);
   }
 
   const hparams: ModelHparams = {
