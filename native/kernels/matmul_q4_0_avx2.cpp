@@ -8,7 +8,7 @@ namespace geb::kernels {
 
 void fill_matmul_q4_0_avx2(KernelTable& t) {
   t.matmul[static_cast<int>(WeightType::Q4_0)] = matmul_quant<QuantAvx2Ops, Q4_0Format>;
-  t.prepare[static_cast<int>(WeightType::Q4_0)] = prepare_q8_activations;
+  t.prepare[static_cast<int>(WeightType::Q4_0)] = prepare_q8_activations_avx2;
   t.matmul_x8[static_cast<int>(WeightType::Q4_0)] = matmul_x8<Q4_0x8Avx2>;
 }
 

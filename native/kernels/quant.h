@@ -27,8 +27,8 @@ constexpr size_t q8_activation_row_bytes(int k) {
 // Quantizes n_tokens rows of k F32 activations (row-major, stride k) into the layout above.
 // `out` has room for n_tokens * q8_activation_row_bytes(k) bytes. Scales are amax / 127 per
 // block and values round to nearest, ties to even. Non-finite inputs give unspecified but
-// in-range values. Defined in matmul_q8_0_scalar.cpp. Every tier uses this scalar version
-// because it costs microseconds per token next to milliseconds of weight streaming.
+// in-range values. Defined in matmul_q8_0_scalar.cpp. The AVX2 tier uses
+// prepare_q8_activations_avx2, which writes the same bytes, and the other tiers use this version.
 // NOTE: one rule on every tier still gives tier-dependent int8 values. The F32 kernels before a
 // matmul sum in a tier-specific order, so a value within that noise of a boundary (k + 1/2 steps)
 // can round either way. Such a flip, with the flips it causes downstream, moved quantized logits
@@ -36,6 +36,13 @@ constexpr size_t q8_activation_row_bytes(int k) {
 // most, at exact layer-0 ties from its Q8_0 token embedding and BF16 norm weights
 // (tests/quant-tiers.test.ts).
 void prepare_q8_activations(const float* x, int k, int n_tokens, void* out);
+
+// prepare_q8_activations vectorized with AVX2 (quant_prepare_avx2.h), bit-identical to it. Both
+// AVX2 quantized fillers use this one function, so the engine can see that a Q8_0 and a Q4_0
+// matmul on the same input share the prepared rows. Defined in matmul_q8_0_avx2.cpp.
+#if defined(__x86_64__) || defined(_M_X64)
+void prepare_q8_activations_avx2(const float* x, int k, int n_tokens, void* out);
+#endif
 
 // Q4_0 and Q8_0 repacked in groups of 8 rows ("Q4_0x8", "Q8_0x8"), the layouts the engine builds
 // at load for tiers whose kernel table has a matmul_x8 entry for the type. Rows 8g .. 8g + 7 form

@@ -101,6 +101,91 @@ GEB_TEST(quant_prepare_activations_round_trip) {
   }
 }
 
+// Activation rows that stress the rounding and clamping of the preparation, one case per
+// 32-element block. The cases are random normal values, exact ties at k + 1/2 steps (blocks whose
+// step d is 1 or 1/8 exactly), zeros of both signs, huge and subnormal magnitudes, infinities
+// and NaN.
+std::vector<float> hard_activations(int n_blocks, std::mt19937& rng) {
+  std::vector<float> x(static_cast<size_t>(n_blocks) * kBlock);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> step(-127, 126);
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int b = 0; b < n_blocks; ++b) {
+    float* xb = x.data() + static_cast<size_t>(b) * kBlock;
+    for (int i = 0; i < kBlock; ++i) xb[i] = normal(rng);
+    switch (b % 9) {
+      case 1:  // amax 127 gives d = 1: every value is a tie between two integers
+        for (int i = 0; i < kBlock; ++i) xb[i] = static_cast<float>(step(rng)) + 0.5f;
+        xb[0] = 127.0f;
+        break;
+      case 2:  // amax 127/8 gives d = 1/8, with ties at (k + 1/2) / 8
+        for (int i = 0; i < kBlock; ++i) xb[i] = (static_cast<float>(step(rng)) + 0.5f) * 0.125f;
+        xb[3] = -127.0f * 0.125f;
+        break;
+      case 3:
+        for (int i = 0; i < kBlock; ++i) xb[i] = i % 2 == 0 ? 0.0f : -0.0f;
+        break;
+      case 4:
+        xb[5] = std::numeric_limits<float>::max();
+        xb[6] = -3e38f;
+        xb[7] = 1e30f;
+        break;
+      case 5:  // subnormal amax: 1/d overflows to infinity
+        for (int i = 0; i < kBlock; ++i) xb[i] = static_cast<float>(i - 16) * 1e-44f;
+        break;
+      case 6:
+        xb[2] = std::numeric_limits<float>::min();
+        for (int i = 8; i < kBlock; ++i) xb[i] = normal(rng) * 1e-39f;
+        break;
+      case 7:
+        xb[4] = inf;
+        xb[9] = -inf;
+        break;
+      case 8:
+        xb[1] = nan;
+        xb[30] = -nan;
+        break;
+      default:
+        break;
+    }
+  }
+  return x;
+}
+
+// Every tier's preparation writes the bytes of the scalar reference (quant.h): the same int8
+// values, scales, sums and padding, whatever the input.
+GEB_TEST(quant_prepare_identical_on_every_tier) {
+  std::mt19937 rng(23);
+  for (geb::cpu::Tier tier : geb::test::tiers()) {
+    const KernelTable& table = geb::kernel_table(tier);
+    for (WeightType type : {WeightType::Q8_0, WeightType::Q4_0}) {
+      const auto prepare_fn = table.prepare[static_cast<int>(type)];
+      REQUIRE(prepare_fn != nullptr);
+      for (int k : {32, 96, 288, 2048}) {
+        for (int n_tokens : {1, 3, 8}) {
+          GEB_CONTEXT("tier=" << geb::cpu::tier_name(tier) << " type=" << static_cast<int>(type) << " k=" << k
+                              << " n_tokens=" << n_tokens);
+          const std::vector<float> x = hard_activations(k / kBlock * n_tokens, rng);
+          const size_t row_bytes = geb::kernels::q8_activation_row_bytes(k);
+          std::vector<uint8_t> want(row_bytes * n_tokens, 0xAB), got(row_bytes * n_tokens, 0xCD);
+          geb::kernels::prepare_q8_activations(x.data(), k, n_tokens, want.data());
+          prepare_fn(x.data(), k, n_tokens, got.data());
+          size_t first_difference = want.size();
+          for (size_t i = 0; i < want.size(); ++i) {
+            if (want[i] != got[i]) {
+              first_difference = i;
+              break;
+            }
+          }
+          CHECK_MSG(first_difference == want.size(),
+                    "byte " << first_difference << " of the prepared rows differs from the scalar reference");
+        }
+      }
+    }
+  }
+}
+
 // The scalar reference equals the sum over blocks of d_w * d_x * (integer dot), computed here in
 // double from the dequantized weights, to F32 rounding.
 GEB_TEST(quant_scalar_reference_matches_dequantized_sum) {
@@ -262,9 +347,10 @@ GEB_TEST(quant_x8_scalar_equals_gguf_layout_scalar) {
 }
 
 // Every tier with x8 kernels against the scalar matmuls on the GGUF layout: row counts and
-// ranges that are not multiples of 8, token counts that leave a tail of the four-token tile, and
-// a k large enough for several row tiles and token chunks. With one token, the group counts 1, 2,
-// 4, 9 and 25 leave 1 to 4 side-by-side decode streams and short last spans.
+// ranges that are not multiples of 8, token counts 1 to 9 that end in every tail of the
+// four-token tile, a k large enough for several row tiles and token chunks, and k = 16480, whose
+// 515 blocks take two spans of the AVX2 prefill tile (quant_x8_avx2.h). With one token, the
+// group counts 1, 2, 4, 9 and 25 leave 1 to 4 side-by-side decode streams and short last spans.
 GEB_TEST(quant_x8_matches_scalar_on_every_tier) {
   const KernelTable& scalar = geb::kernel_table(geb::cpu::Tier::Scalar);
   std::mt19937 rng(17);
@@ -280,9 +366,9 @@ GEB_TEST(quant_x8_matches_scalar_on_every_tier) {
       };
       for (const Shape shape : {Shape{8, 0, 8}, Shape{13, 2, 11}, Shape{29, 5, 29}, Shape{64, 16, 48}, Shape{67, 0, 67},
                                  Shape{203, 3, 197}}) {
-        for (int k : {32, 64, 96, 352, 2048, 16384}) {
-          for (int n_tokens : {1, 2, 3, 4, 5, 9, 17}) {
-            if (k == 16384 && shape.rows > 13) continue;  // keeps the case fast; 13 rows already span row tiles
+        for (int k : {32, 64, 96, 352, 2048, 16384, 16480}) {
+          for (int n_tokens : {1, 2, 3, 4, 5, 6, 7, 8, 9, 17}) {
+            if (k >= 16384 && shape.rows > 13) continue;  // keeps the case fast; 13 rows already span row tiles
             const int ldy = shape.rows + 3;
             GEB_CONTEXT("tier=" << geb::cpu::tier_name(tier) << " type=" << ti << " rows=" << shape.rows << " r0=" << shape.r0
                                 << " r1=" << shape.r1 << " k=" << k << " n_tokens=" << n_tokens);
