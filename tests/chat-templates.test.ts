@@ -4,7 +4,15 @@
 
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { checkMessages, detectChatFormat, detectTemplate, renderChat, type ChatTokenizer } from "../lib/chat/templates.js";
+import {
+  CHAT_FORMAT_NAMES,
+  checkMessages,
+  detectChatFormat,
+  detectTemplate,
+  renderChat,
+  type ChatRole,
+  type ChatTokenizer,
+} from "../lib/chat/templates.js";
 import { InvalidArgumentError } from "../lib/errors.js";
 import { loadTokenizer } from "../lib/tokenizer/index.js";
 import { GEB_TINY_DIR, LLAMA_TINY_GGUF } from "./fixtures.js";
@@ -117,6 +125,55 @@ describe("llama-family chat layouts", () => {
     expect(tok.show(r.ids)).toBe(
       "{<s>}{<start_of_turn>}user\nBe brief.\n\nHi{<end_of_turn>}\n{<start_of_turn>}model\nHello.{<end_of_turn>}\n{<start_of_turn>}model\n",
     );
+  });
+
+  it("keeps llama-2 trailing system text", () => {
+    const tok = charTokenizer(["<s>", "</s>"]);
+    const alone = renderChat("llama-2", [{ role: "system", content: "Be a pirate." }], tok);
+    expect(tok.show(alone.ids)).toBe("{<s>}[INST] <<SYS>>\nBe a pirate.\n<</SYS>>\n\n [/INST]");
+    const after = renderChat("llama-2", [{ role: "user", content: "Hi" }, { role: "system", content: "Be a pirate." }], tok);
+    expect(tok.show(after.ids)).toBe("{<s>}[INST] Hi [/INST]{<s>}[INST] <<SYS>>\nBe a pirate.\n<</SYS>>\n\n [/INST]");
+  });
+
+  it("keeps llama-2 system text before an assistant turn", () => {
+    const tok = charTokenizer(["<s>", "</s>"]);
+    const messages = [
+      { role: "user" as const, content: "Hi" },
+      { role: "system" as const, content: "Be a pirate." },
+      { role: "assistant" as const, content: "Arr." },
+      { role: "user" as const, content: "Bye" },
+    ];
+    expect(tok.show(renderChat("llama-2", messages, tok).ids)).toBe(
+      "{<s>}[INST] Hi [/INST]{<s>}[INST] <<SYS>>\nBe a pirate.\n<</SYS>>\n\n [/INST] Arr. {</s>}{<s>}[INST] Bye [/INST]",
+    );
+  });
+
+  it("keeps gemma trailing system text", () => {
+    const tok = charTokenizer(["<s>", "</s>", "<start_of_turn>", "<end_of_turn>"]);
+    const alone = renderChat("gemma", [{ role: "system", content: "Be a pirate." }], tok);
+    expect(tok.show(alone.ids)).toBe("{<s>}{<start_of_turn>}user\nBe a pirate.{<end_of_turn>}\n{<start_of_turn>}model\n");
+    const messages = [
+      { role: "user" as const, content: "Hi" },
+      { role: "system" as const, content: "Be a pirate." },
+      { role: "assistant" as const, content: "Arr." },
+    ];
+    expect(tok.show(renderChat("gemma", messages, tok).ids)).toBe(
+      "{<s>}{<start_of_turn>}user\nHi{<end_of_turn>}\n{<start_of_turn>}user\nBe a pirate.{<end_of_turn>}\n" +
+        "{<start_of_turn>}model\nArr.{<end_of_turn>}\n{<start_of_turn>}model\n",
+    );
+  });
+
+  it("renders every message text in each format", () => {
+    const specials = ["<s>", "</s>", "<|im_start|>", "<|im_end|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"];
+    const tok = charTokenizer([...specials, "<start_of_turn>", "<end_of_turn>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]);
+    const orders: ChatRole[][] = [["system"], ["user", "system"], ["system", "assistant"], ["assistant", "system", "user", "system"]];
+    for (const format of CHAT_FORMAT_NAMES.filter((name) => name !== "geb")) {
+      for (const roles of orders) {
+        const messages = roles.map((role, i) => ({ role, content: `text${i}` }));
+        const shown = tok.show(renderChat(format, messages, tok).ids);
+        for (const m of messages) expect(shown, `${format} ${roles.join("+")}`).toContain(m.content);
+      }
+    }
   });
 
   it("renders zephyr and phi-3", () => {

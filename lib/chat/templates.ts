@@ -20,7 +20,7 @@ export interface ChatMessage {
 /** The tokenizer methods the chat formats need. */
 export interface ChatTokenizer {
   family: string;
-  specialTokens: Record<string, number>;
+  specialTokens: Readonly<Record<string, number>>;
   stopTokenIds: readonly number[];
   eosId?: number;
   bosId?: number;
@@ -170,26 +170,34 @@ interface Layout {
 
 const LAYOUTS: Record<Exclude<ChatFormatName, "geb">, (messages: ChatMessage[]) => Layout> = {
   // <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {reply} </s><s>[INST] {user} [/INST]
+  // The format has no system turn of its own: system text goes into the <<SYS>> block of the
+  // next user turn. When an assistant message or the end of the list comes first, the system
+  // text gets an [INST] turn of its own with an empty user part, so no text is dropped.
   "llama-2": (messages) => {
     const segments: Segment[] = [];
     let system: string | undefined;
     let first = true;
+    const pushInstruction = (user: string): void => {
+      if (!first) segments.push({ bos: true });
+      segments.push({ template: "[INST] " });
+      if (system !== undefined) {
+        segments.push({ template: "<<SYS>>\n" }, { message: system }, { template: "\n<</SYS>>\n\n" });
+        system = undefined;
+      }
+      segments.push({ message: user }, { template: " [/INST]" });
+      first = false;
+    };
     for (const m of messages) {
       if (m.role === "system") {
         system = system === undefined ? m.content : `${system}\n${m.content}`;
       } else if (m.role === "user") {
-        if (!first) segments.push({ bos: true });
-        segments.push({ template: "[INST] " });
-        if (system !== undefined) {
-          segments.push({ template: "<<SYS>>\n" }, { message: system }, { template: "\n<</SYS>>\n\n" });
-          system = undefined;
-        }
-        segments.push({ message: m.content.trim() }, { template: " [/INST]" });
-        first = false;
+        pushInstruction(m.content.trim());
       } else {
+        if (system !== undefined) pushInstruction("");
         segments.push({ template: " " }, { message: m.content.trim() }, { template: " " }, { eos: true });
       }
     }
+    if (system !== undefined) pushInstruction("");
     return { segments };
   },
 
@@ -228,23 +236,30 @@ const LAYOUTS: Record<Exclude<ChatFormatName, "geb">, (messages: ChatMessage[]) 
   },
 
   // <start_of_turn>user\n{content}<end_of_turn>\n ... <start_of_turn>model\n. Gemma has no system
-  // role: system text is put in front of the first user message.
+  // role: system text is put in front of the next user message. When a model message or the end
+  // of the list comes first, the system text becomes a user turn of its own, so none is dropped.
   gemma: (messages) => {
     const segments: Segment[] = [];
     let system: string | undefined;
+    const pushTurn = (role: "user" | "model", content: string): void => {
+      segments.push({ template: `<start_of_turn>${role}\n` }, { message: content }, { template: "<end_of_turn>\n" });
+    };
     for (const m of messages) {
       if (m.role === "system") {
         system = system === undefined ? m.content : `${system}\n${m.content}`;
         continue;
       }
-      const role = m.role === "assistant" ? "model" : "user";
-      let content = m.content.trim();
-      if (role === "user" && system !== undefined) {
-        content = `${system}\n\n${content}`;
+      if (m.role === "assistant") {
+        if (system !== undefined) pushTurn("user", system);
         system = undefined;
+        pushTurn("model", m.content.trim());
+        continue;
       }
-      segments.push({ template: `<start_of_turn>${role}\n` }, { message: content }, { template: "<end_of_turn>\n" });
+      const content = m.content.trim();
+      pushTurn("user", system === undefined ? content : `${system}\n\n${content}`);
+      system = undefined;
     }
+    if (system !== undefined) pushTurn("user", system);
     segments.push({ template: "<start_of_turn>model\n" });
     return { segments, endOfTurn: "<end_of_turn>" };
   },
