@@ -3,7 +3,7 @@
 // choice for the package root (build/Release, build/Debug, then prebuilds/<platform>-<arch>),
 // and, if that file fails to load, every other candidate in the same order. All failures are
 // kept and reported together in one NativeLoadError.
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -200,10 +200,18 @@ function isBinding(value: unknown): value is NativeBinding {
   );
 }
 
-// Tries one file; returns the binding or records why it failed.
+// Tries one file; returns the binding or records why it failed. require() picks its loader by
+// the extension of the file's real path, so only a regular file whose real path ends in `.node`
+// is passed to it: require() then loads it with process.dlopen, as a native addon. Any other
+// name (a `.js` file, a folder, a symbolic link to a script) would run as JavaScript.
 function tryLoad(source: string, file: string, attempts: LoadAttempt[]): NativeBinding | undefined {
   if (!existsSync(file)) {
     attempts.push({ source, file, reason: "file not found" });
+    return undefined;
+  }
+  const notAddon = checkAddonFile(file);
+  if (notAddon !== undefined) {
+    attempts.push({ source, file, reason: notAddon });
     return undefined;
   }
   try {
@@ -217,6 +225,23 @@ function tryLoad(source: string, file: string, attempts: LoadAttempt[]): NativeB
     attempts.push({ source, file, reason: describeError(error) });
     return undefined;
   }
+}
+
+/** Returns why `file` cannot be a native addon file, or undefined when it can. */
+function checkAddonFile(file: string): string | undefined {
+  const fix = "it must be a Node-API addon file (geb_cpu.node) built for this package";
+  let real: string;
+  try {
+    real = realpathSync(file);
+    if (!statSync(real).isFile()) return `not a regular file; ${fix}`;
+  } catch (error) {
+    return describeError(error);
+  }
+  if (path.extname(file) !== ".node" || path.extname(real) !== ".node") {
+    const target = real === file ? "" : ` (it resolves to ${real})`;
+    return `the file name does not end in .node${target}; ${fix}`;
+  }
+  return undefined;
 }
 
 // Candidate files after node-gyp-build's choice, in its order.

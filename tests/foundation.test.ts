@@ -1,7 +1,7 @@
 // Tests of the package foundation: loading the native addon, CPU feature detection, kernel-tier
 // selection (GEB_CPU_ISA), loading in several worker_threads, and the `geb-cpu` dispatcher with
 // its `info` command, run in-process. tests/foundation-pack.test.ts runs the compiled bin.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -284,6 +284,41 @@ describe("addon loader errors", () => {
       vi.resetModules();
       const fresh = await import("../lib/native.js");
       expect(() => fresh.binding()).toThrow(/GEB_CPU_BINARY .*fake\.node: /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("never runs a script GEB_CPU_BINARY names", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "geb-cpu-script-"));
+    const marker = path.join(dir, "ran");
+    const script = path.join(dir, "addon.js");
+    writeFileSync(script, `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "x");`);
+    const disguised = path.join(dir, "addon.node");
+    symlinkSync(script, disguised);
+    const folder = path.join(dir, "folder.node");
+    mkdirSync(folder);
+    writeFileSync(path.join(folder, "index.js"), `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "x");`);
+    try {
+      for (const [file, reason] of [
+        [script, "does not end in .node"],
+        [disguised, `resolves to ${script}`],
+        [folder, "not a regular file"],
+      ] as const) {
+        process.env.GEB_CPU_BINARY = file;
+        vi.resetModules();
+        const fresh = await import("../lib/native.js");
+        let caught: unknown;
+        try {
+          fresh.binding();
+        } catch (error) {
+          caught = error;
+        }
+        expect((caught as GebError).code, file).toBe("ERR_GEB_NATIVE_LOAD");
+        expect((caught as Error).message).toContain(reason);
+        expect((caught as Error).message).toContain("Node-API addon file (geb_cpu.node) built for this package");
+        expect(existsSync(marker), file).toBe(false);
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
