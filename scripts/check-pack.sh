@@ -59,6 +59,9 @@ else
   cp prebuilds/"$platform_arch"/*.node "$stage/prebuilds/$platform_arch/"
 fi
 
+# The staged prebuilds must pass the check that `npm publish` runs (prepublishOnly).
+node scripts/check-prebuilds.mjs "$stage" >/dev/null || fail "the staged prebuilds fail scripts/check-prebuilds.mjs"
+
 # 4. Pack the staged package.
 tarball_name="$(cd "$stage" && npm pack --ignore-scripts --pack-destination "$work" 2>/dev/null | tail -n 1)"
 tarball="$work/$tarball_name"
@@ -108,6 +111,14 @@ run_isolated node --input-type=module -e '
     throw new Error(`loaded ${info.addonPath}, expected the bundled prebuild`);
   }
   console.log(`check-pack: import("geb-cpu") loaded ${info.addonPath.replace(/.*node_modules\//, "")} (tier ${info.selectedTier})`);
+  if (!geb.demoModelPath.endsWith("/node_modules/geb-cpu/models/geb-tiny")) {
+    throw new Error(`demoModelPath is ${geb.demoModelPath}, expected the installed models/geb-tiny`);
+  }
+  const model = await geb.loadModel(geb.demoModelPath, { threads: 1, contextSize: 32 });
+  const { tokens } = await model.generate("你好", { maxTokens: 4, ignoreEos: true, seed: 1 });
+  await model.dispose();
+  if (tokens.length !== 4) throw new Error(`the demo model generated ${tokens.length} tokens, expected 4`);
+  console.log("check-pack: loadModel(demoModelPath) generated 4 tokens");
 ' || fail "importing geb-cpu from the installed tarball failed"
 
 run_isolated ./node_modules/.bin/geb-cpu info --json >"$work/info.json" \
