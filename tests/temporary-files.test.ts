@@ -1,5 +1,5 @@
 // Leftover temporary files of killed writers. The next time `geb-cpu convert` or convert-at-load
-// writes the same file, it removes the leftovers whose pid no process has. It keeps a live
+// writes the same file (or convert-at-load reuses it), it removes the leftovers whose pid no process has. It keeps a live
 // writer's file and every file that does not match the exact name pattern.
 
 import { spawnSync } from "node:child_process";
@@ -144,18 +144,23 @@ describe("leftover temporary files", () => {
     expect(names).toContain(basename(cacheFile));
   });
 
-  it("convert-at-load reusing its file removes nothing", async () => {
+  it("convert-at-load reusing its file removes leftovers", async () => {
     const cacheDir = join(workDir, "cache-reuse");
     const { plan } = await openModelFiles(GEB_TINY_DIR);
     const first = await quantizePlan(plan, { weightType: "q4_0", cacheDir });
-    const dead = leftoverName(basename(first.cacheFile!), deadPid);
-    await writeLeftover(join(cacheDir, dead));
+    const { dead, kept } = await plantFiles(cacheDir, basename(first.cacheFile!));
 
-    // The cache file is valid, so nothing is written and nothing is cleaned.
+    // The cache file is valid, so nothing is written, but a killed writer's file still goes.
     const second = await quantizePlan(plan, { weightType: "q4_0", cacheDir });
     expect(second.reused).toBe(true);
-    expect(second.removedTemporaryFiles).toEqual([]);
-    expect(await readdir(cacheDir)).toContain(dead);
+    expect(second.removedTemporaryFiles).toEqual([join(cacheDir, dead)]);
+    const names = await readdir(cacheDir);
+    expect(names).not.toContain(dead);
+    for (const name of kept) expect(names).toContain(name);
+    expect(names).toContain(basename(first.cacheFile!));
+
+    const third = await quantizePlan(plan, { weightType: "q4_0", cacheDir });
+    expect(third.removedTemporaryFiles).toEqual([]);
   });
 
   it("CLI convert prints one line per cleanup", async () => {

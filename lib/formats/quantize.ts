@@ -274,8 +274,8 @@ export interface QuantizedPlan {
   rebuiltReason?: string;
   /**
    * Temporary files of earlier writes of the same cache file whose process no longer runs
-   * (killed, or the machine lost power), removed before this write. Empty when the cache file
-   * was reused or nothing was left over.
+   * (killed, or the machine lost power), removed before this write or when the cache file was
+   * reused. Empty when nothing was left over.
    */
   removedTemporaryFiles: string[];
 }
@@ -351,7 +351,12 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
   let rebuiltReason: string | undefined;
   if ((await stat(cacheFile).catch(() => undefined)) !== undefined) {
     rebuiltReason = await checkCacheFile(cacheFile, CACHE_FORMAT_VERSION, cacheSize, keyDigest);
-    if (rebuiltReason === undefined) return { ...result, reused: true, removedTemporaryFiles: [] };
+    if (rebuiltReason === undefined) {
+      // A reused file is never written again, so its leftovers are cleaned here: a folder that
+      // only reuses its cache file would otherwise keep a killed writer's file forever.
+      const removedTemporaryFiles = await removeStaleTemporaryFiles(options.cacheDir, basename(cacheFile));
+      return { ...result, reused: true, removedTemporaryFiles };
+    }
   }
   const rebuilt = rebuiltReason === undefined ? {} : { rebuiltReason };
 
@@ -365,7 +370,7 @@ export async function quantizePlan(plan: ModelPlan, options: QuantizePlanOptions
   // of the right size with missing tensors. The name is unique per call: concurrent loads of one
   // model in one process must not truncate each other's file. The last rename wins, and a
   // finished load keeps the file it mapped. A killed writer's file stays behind until the next
-  // write of the same cache file removes it here.
+  // write or reuse of the same cache file removes it.
   const removedTemporaryFiles = await removeStaleTemporaryFiles(options.cacheDir, basename(cacheFile));
   const partial = join(options.cacheDir, temporaryFileName(basename(cacheFile)));
   const failedCheck = rebuiltReason === undefined ? "" : ` The existing cache file failed its check (${rebuiltReason}) and is not used.`;
