@@ -2,6 +2,7 @@
 // tokenizer, CPU information and the typed errors. Everything else under lib/ is internal.
 
 export { loadModel, Model } from "./model.js";
+export { demoModelPath } from "./demo-model.js";
 export type {
   ChatFormatName,
   ChatMessage,

@@ -4,7 +4,7 @@
 
 import { checkMessages, detectChatFormat, renderChat, CHAT_FORMAT_NAMES, type ChatFormatName, type ChatMessage } from "./chat/templates.js";
 import { Engine, type EngineInfo } from "./engine.js";
-import { AbortError, ContextOverflowError, DisposedError, InvalidArgumentError, ModelFormatError } from "./errors.js";
+import { AbortError, ContextOverflowError, DisposedError, InvalidArgumentError, IoError, ModelFormatError } from "./errors.js";
 import { runGeneration, type GenerateResult, type GenerationContext, type GenerationSettings } from "./generate/generation.js";
 import { GEB_SAMPLING_DEFAULTS, LLAMA_SAMPLING_DEFAULTS, resolveSampling, type SamplingOptions } from "./generate/sampler.js";
 import { BatchScheduler } from "./generate/scheduler.js";
@@ -18,6 +18,7 @@ import { QUANTIZED_TYPES, quantizePlan, WEIGHT_TYPES, type WeightConversion, typ
 import { openModelFiles, type ModelFileInfo } from "./model/load-plan.js";
 import { binding, resolveTier } from "./native.js";
 import { loadTokenizer, type Tokenizer } from "./tokenizer/index.js";
+import { createModelOutputDecoder } from "./tokenizer/tokenizer.js";
 
 export type { GenerateResult, GenerateTimings, FinishReason } from "./generate/generation.js";
 export type { GenerateStream } from "./generate/text-stream.js";
@@ -103,6 +104,13 @@ export interface ChatOptions extends GenerateOptions {
    * their `tokenizer.chat_template` matches, else "llama-2".
    */
   chatFormat?: ChatFormatName | "auto";
+  /**
+   * Token ids that end the reply, in addition to the chat format's end-of-turn tokens (which
+   * always stop a chat reply unless `ignoreEos` is set). Default: none besides those.
+   */
+  stopTokens?: number[];
+  /** Text that ends the reply, in addition to the format's end-of-turn text when it has one. */
+  stop?: string | string[];
 }
 
 const GENERATE_OPTION_KEYS = [
@@ -161,10 +169,14 @@ export interface ModelInfo extends ModelFileInfo {
   weightConversions: WeightConversion[];
   /**
    * Temporary cache files that earlier loads of this model left when they were killed while
-   * converting, removed by this load before it wrote the cache file. Usually empty.
+   * converting, removed by this load when it wrote or reused the cache file. Usually empty.
    */
   removedTemporaryFiles: string[];
-  /** Engine report: memory use and conversions done at load. */
+  /**
+   * Engine report: memory use and conversions done at load. `engine.tensors` gives each tensor's
+   * type as the engine computes with it, so a norm weight listed in `engine.conversions`
+   * (`"blk.0.attn_norm: bf16 -> f32"`) is listed as `f32`. `tensorTypes` counts the types in the files.
+   */
   engine: EngineInfo;
 }
 
@@ -218,12 +230,15 @@ export class Model {
     return this.disposing !== undefined;
   }
 
-  /** Describe the model and the settings it was loaded with. Throws DisposedError after dispose(). */
+  /**
+   * Describe the model and the settings it was loaded with, as a fresh copy that the caller may
+   * change. Throws DisposedError after dispose().
+   */
   info(): ModelInfo {
     this.checkOpen();
     const p = this.parts;
     return {
-      ...p.fileInfo,
+      ...structuredClone(p.fileInfo),
       contextSize: p.contextSize,
       threads: p.threads,
       tier: p.tier,
@@ -231,9 +246,9 @@ export class Model {
       sequences: p.sequences,
       batchSize: p.batchSize,
       contextShift: p.contextShift,
-      weightConversions: p.weightConversions,
-      removedTemporaryFiles: p.removedTemporaryFiles,
-      engine: this.engine.info(),
+      weightConversions: structuredClone(p.weightConversions),
+      removedTemporaryFiles: [...p.removedTemporaryFiles],
+      engine: withConvertedTypes(this.engine.info()),
     };
   }
 
@@ -326,8 +341,6 @@ export class Model {
     this.checkOpen();
     const checked = this.checkOptions(options, CHAT_OPTION_KEYS);
     const rendered = this.renderChat(messages, checked);
-    // NOTE: a caller's `stopTokens` replaces the format's end-of-turn tokens instead of adding to
-    // them, so the reply can then run past the end of the assistant's turn.
     const settings = this.generationSettings(checked, rendered.stopStrings, rendered.replyPrefixes, rendered.stopTokens);
     return runGeneration(this.generationContext(), rendered.ids, settings);
   }
@@ -395,16 +408,23 @@ export class Model {
     return renderChat(format, checked, this.tokenizer);
   }
 
+  /**
+   * Resolves the sampling and stop options of one call. `turnStopTokens` and `turnStopStrings`
+   * end a chat format's assistant turn: they are added to the caller's `stopTokens` and `stop`,
+   * never replaced by them, so a chat reply cannot run on into an invented next turn. Without
+   * them (generate, stream), a caller's `stopTokens` replaces the tokenizer's stop tokens.
+   */
   private generationSettings(
     options: GenerateOptions,
-    extraStopStrings: string[],
+    turnStopStrings: string[],
     replyPrefixes: string[],
-    stopTokens?: number[],
+    turnStopTokens?: number[],
   ): GenerationSettings {
     const defaults = this.parts.architecture === "geb" ? GEB_SAMPLING_DEFAULTS : LLAMA_SAMPLING_DEFAULTS;
     const sampling = resolveSampling(options, defaults, this.parts.nVocab);
-    const stop = resolveStop(options, stopTokens ?? this.tokenizer.stopTokenIds, this.parts.nVocab);
-    for (const text of extraStopStrings) if (!stop.stopStrings.includes(text)) stop.stopStrings.push(text);
+    const stop = resolveStop(options, turnStopTokens ?? this.tokenizer.stopTokenIds, this.parts.nVocab);
+    for (const id of turnStopTokens ?? []) stop.stopTokens.add(id);
+    for (const text of turnStopStrings) if (!stop.stopStrings.includes(text)) stop.stopStrings.push(text);
     const settings: GenerationSettings = {
       sampling,
       stop,
@@ -429,7 +449,7 @@ export class Model {
       scheduler: this.scheduler,
       slots: this.slots,
       sequences: this.engine,
-      createStreamDecoder: () => this.tokenizer.createStreamDecoder(),
+      createStreamDecoder: () => createModelOutputDecoder(this.tokenizer),
       contextSize: this.parts.contextSize,
       nVocab: this.parts.nVocab,
       batchSize: this.parts.batchSize,
@@ -546,7 +566,11 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const contextSize = checkNumber("contextSize", o.contextSize, { min: 1, max: maxContextSize, integer: true }, Math.min(hparams.nCtxTrain, maxContextSize));
 
   progress({ phase: "engine" });
-  const engine = await Engine.create(plan, { threads, tier, kvType: kvCacheType, contextSize, nSeqMax: sequences });
+  const engine = await Engine.create(plan, { threads, tier, kvType: kvCacheType, contextSize, nSeqMax: sequences }).catch(
+    (error: unknown) => {
+      throw withPublicSizeNames(error, contextSize, sequences);
+    },
+  );
   if (signal?.aborted) {
     await engine.dispose();
     checkAborted();
@@ -570,6 +594,45 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     weightConversions,
     removedTemporaryFiles,
   });
+}
+
+// One entry of EngineInfo.conversions: "<tensor name>: <file type> -> <type in memory>".
+const CONVERSION_PATTERN = /^(.+): (\S+) -> (\S+)$/;
+
+/**
+ * Returns the engine report with each converted tensor listed under the type the engine
+ * converted it to. The native report lists the file's type, which contradicts its own
+ * `conversions` list.
+ */
+function withConvertedTypes(info: EngineInfo): EngineInfo {
+  const convertedTo = new Map<string, string>();
+  for (const conversion of info.conversions) {
+    const match = CONVERSION_PATTERN.exec(conversion);
+    if (match !== null) convertedTo.set(match[1]!, match[3]!);
+  }
+  if (convertedTo.size === 0) return info;
+  const tensors = info.tensors.map((tensor) => {
+    const type = convertedTo.get(tensor.name);
+    return type === undefined ? tensor : { ...tensor, type: type as typeof tensor.type };
+  });
+  return { ...info, tensors };
+}
+
+// The engine's memory errors end with this advice in the engine's option names.
+const ENGINE_SIZE_ADVICE = /;\s*lower contextSize or nSeqMax\.?$/;
+
+/**
+ * Rewrites an engine memory error (the KV cache or the scratch buffers could not be reserved)
+ * in loadModel's option names: the engine calls `sequences` nSeqMax. Other errors pass unchanged.
+ */
+function withPublicSizeNames(error: unknown, contextSize: number, sequences: number): unknown {
+  if (!(error instanceof IoError) || !ENGINE_SIZE_ADVICE.test(error.message)) return error;
+  const nativeReason = error.message.replace(ENGINE_SIZE_ADVICE, "");
+  const reason = nativeReason.charAt(0).toUpperCase() + nativeReason.slice(1);
+  return new IoError(
+    `${reason} (contextSize ${contextSize}, sequences ${sequences}). Lower the contextSize or sequences option of loadModel.`,
+    { cause: error },
+  );
 }
 
 /**

@@ -4,9 +4,10 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { loadModel, type Model } from "../lib/model.js";
-import { DisposedError, GebError } from "../lib/errors.js";
+import { Engine } from "../lib/engine.js";
+import { DisposedError, GebError, IoError } from "../lib/errors.js";
 import { GEB_TINY_DIR } from "./fixtures.js";
 
 const reference = JSON.parse(readFileSync(`${GEB_TINY_DIR}/reference.json`, "utf8")) as {
@@ -40,6 +41,32 @@ describe("Model API on geb-tiny", () => {
     expect(info.vocabSize).toBe(4032);
     expect(info.sequences).toBe(2);
     expect(info.layers).toBe(4);
+  });
+
+  it("hands out info copies", () => {
+    const first = model.info();
+    const types = { ...first.tensorTypes };
+    first.weightConversions.push({ name: "x", from: "bf16", to: "q8_0" });
+    first.removedTemporaryFiles.push("/x");
+    first.tensorTypes.BF16 = -1;
+    first.engine.tensors.length = 0;
+    const second = model.info();
+    expect(second.weightConversions).toEqual([]);
+    expect(second.removedTemporaryFiles).toEqual([]);
+    expect(second.tensorTypes).toEqual(types);
+    expect(second.engine.tensors.length).toBeGreaterThan(0);
+  });
+
+  it("lists converted norm weights as f32", () => {
+    const { conversions, tensors } = model.info().engine;
+    expect(conversions).toContain("blk.0.attn_norm: bf16 -> f32");
+    for (const conversion of conversions) {
+      const [name, types] = conversion.split(": ");
+      const tensor = tensors.find((t) => t.name === name);
+      expect(tensor, name).toBeDefined();
+      expect(tensor!.type, name).toBe(types!.split(" -> ")[1]);
+    }
+    expect(model.info().tensorTypes).toHaveProperty("BF16");
   });
 
   it("encodes a string prompt with the GEB prefix", async () => {
@@ -233,6 +260,25 @@ describe("Model API on geb-tiny", () => {
     expect(full.replace(/\uFFFD+$/, "").endsWith(result.text)).toBe(true);
   });
 
+  it("chat stopTokens add to the end of turn", async () => {
+    const messages = [
+      { role: "user" as const, content: "《静夜思》的作者是谁？" },
+      { role: "assistant" as const, content: "李白。" },
+      { role: "user" as const, content: "请背诵这首诗。" },
+    ];
+    const plain = await model.chat(messages, { temperature: 0, maxTokens: 60 });
+    expect(plain.finishReason).toBe("stop");
+    // An id the reply never produces, so only the format's end-of-turn tokens can stop it.
+    const unused = [...Array(100).keys()].find((id) => id > 0 && !plain.tokens.includes(id))!;
+    const withTokens = await model.chat(messages, { temperature: 0, maxTokens: 60, stopTokens: [unused] });
+    expect(withTokens.tokens).toEqual(plain.tokens);
+    expect(withTokens.finishReason).toBe("stop");
+    expect(withTokens.stoppedBy).toEqual(plain.stoppedBy);
+    const withText = await model.chat(messages, { temperature: 0, maxTokens: 60, stop: "never appears" });
+    expect(withText.tokens).toEqual(plain.tokens);
+    expect(withText.finishReason).toBe("stop");
+  });
+
   it("streams a chat reply", async () => {
     const stream = model.chatStream([{ role: "user", content: "What does unzip do?" }], { maxTokens: 24, seed: 3 });
     let joined = "";
@@ -278,6 +324,40 @@ describe("Model API on geb-tiny", () => {
 });
 
 describe("loadModel", () => {
+  it("words evaluate errors without generation", async () => {
+    const model = await loadModel(GEB_TINY_DIR, { threads: 1 });
+    const ids = reference.prompts[0]!.prompt_ids;
+    const controller = new AbortController();
+    controller.abort();
+    const aborted = (await model.evaluate(ids, { signal: controller.signal }).catch((e: unknown) => e)) as GebError;
+    expect(aborted.code).toBe("ERR_GEB_ABORTED");
+    expect(aborted.message).not.toMatch(/generat/i);
+
+    const running = model.evaluate(ids).catch((e: unknown) => e);
+    await model.dispose();
+    const disposed = (await running) as GebError;
+    expect(disposed.code).toBe("ERR_GEB_DISPOSED");
+    expect(disposed.message).not.toMatch(/generat/i);
+  });
+
+  it("names public options when the KV cache cannot be reserved", async () => {
+    const nativeError = new IoError("cannot reserve 137438953472 bytes for the KV cache: Cannot allocate memory; lower contextSize or nSeqMax");
+    const create = vi.spyOn(Engine, "create").mockRejectedValueOnce(nativeError);
+    try {
+      const error = await loadModel(GEB_TINY_DIR, { threads: 1, contextSize: 200, sequences: 3 }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(IoError);
+      expect((error as IoError).code).toBe("ERR_GEB_IO");
+      expect((error as IoError).cause).toBe(nativeError);
+      const message = (error as Error).message;
+      expect(message).toContain("Cannot reserve 137438953472 bytes for the KV cache: Cannot allocate memory");
+      expect(message).toContain("(contextSize 200, sequences 3)");
+      expect(message).toContain("Lower the contextSize or sequences option of loadModel.");
+      expect(message).not.toContain("nSeqMax");
+    } finally {
+      create.mockRestore();
+    }
+  });
+
   it("validates load options", async () => {
     await expectCode(loadModel(GEB_TINY_DIR, { threads: 0 }), "ERR_GEB_INVALID_ARGUMENT");
     await expectCode(loadModel(GEB_TINY_DIR, { thread: 2 } as object), "ERR_GEB_INVALID_ARGUMENT");

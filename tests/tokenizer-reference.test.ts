@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 
 import { GEB_SPECIAL_TOKENS, loadTokenizer, type Tokenizer } from "../lib/tokenizer/index.js";
+import { createModelOutputDecoder } from "../lib/tokenizer/tokenizer.js";
 import { GEB_TINY_DIR, LLAMA_TINY_GGUF, sharedPath } from "./fixtures.js";
 import { streamPieces } from "./tokenizer-helpers.js";
 
@@ -246,11 +247,51 @@ describe("GEB special tokens", () => {
   });
 });
 
+describe("tokenizer immutability", () => {
+  it("freezes the vocabulary facts", async () => {
+    for (const tokenizer of [await gebLoaded, await loadTokenizer(LLAMA_TINY_GGUF)]) {
+      const stops = [...tokenizer.stopTokenIds];
+      const specials = { ...tokenizer.specialTokens };
+      expect(Object.isFrozen(tokenizer)).toBe(true);
+      expect(() => (tokenizer.stopTokenIds as number[]).push(5)).toThrow(TypeError);
+      expect(() => ((tokenizer.specialTokens as Record<string, number>)["<|assistant|>"] = 5)).toThrow(TypeError);
+      expect(() => ((tokenizer as { stopTokenIds: number[] }).stopTokenIds = [])).toThrow(TypeError);
+      expect(tokenizer.stopTokenIds).toEqual(stops);
+      expect(tokenizer.specialTokens).toEqual(specials);
+    }
+  });
+});
+
 describe("decode edge cases", () => {
-  it("writes padding rows as <pad:ID>", async () => {
+  it("rejects ids past the vocabulary", async () => {
     const tokenizer = await gebLoaded;
-    expect(tokenizer.decode([578, 4020, 448])).toBe("H<pad:4020>el");
-    expect(tokenizer.idToPiece(4031)).toBe("<pad:4031>");
+    expect(tokenizer.vocabSize).toBe(4009);
+    for (const id of [4009, 4020, 99999]) {
+      expect(() => tokenizer.decode([578, id]), String(id)).toThrow(
+        expect.objectContaining({ code: "ERR_GEB_INVALID_ARGUMENT", message: expect.stringContaining(`${id}`) }),
+      );
+      expect(() => tokenizer.decode([id])).toThrow(/the vocabulary has 4009 ids/);
+      expect(() => tokenizer.idToPiece(id), String(id)).toThrow(expect.objectContaining({ code: "ERR_GEB_INVALID_ARGUMENT" }));
+      expect(() => tokenizer.createStreamDecoder().push(id), String(id)).toThrow(
+        expect.objectContaining({ code: "ERR_GEB_INVALID_ARGUMENT" }),
+      );
+    }
+    expect(tokenizer.idToPiece(4008)).toBe("<|observation|>");
+  });
+
+  it("writes model padding rows as <pad:ID> in generation", async () => {
+    const tokenizer = await gebLoaded;
+    const decoder = createModelOutputDecoder(tokenizer);
+    expect([578, 4020, 448].map((id) => decoder.push(id)).join("") + decoder.flush()).toBe("H<pad:4020>el");
+  });
+
+  it("decodes llama and GEB control pieces to nothing", async () => {
+    const geb = await gebLoaded;
+    const llama = await loadTokenizer(LLAMA_TINY_GGUF);
+    // <s> and </s> are control pieces in both vocabularies; GEB's chat tokens are written out.
+    expect(geb.decode([1, 578, 2])).toBe("H");
+    expect(llama.decode([llama.bosId!, ...llama.encode("Hi"), llama.eosId!])).toBe("Hi");
+    expect(geb.decode([4001, 578])).toBe("[gMASK]H");
   });
 
   it("rejects ids that are not non-negative integers", async () => {

@@ -2,14 +2,14 @@
 // parsing, model loading with progress, and error printing that `geb-cpu chat` shares.
 
 import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { demoModelPath } from "../demo-model.js";
 import { AbortError, ContextOverflowError, InvalidArgumentError } from "../errors.js";
 import { loadModel, type GenerateOptions, type GenerateResult, type LoadProgress, type Model } from "../model.js";
 import { printError, printRemovedTemporaryFiles, type CliCommand } from "./base.js";
 
 /** Demo model shipped in the package, used when no --model is given. */
-export const DEMO_MODEL_PATH = fileURLToPath(new URL("../../models/geb-tiny", import.meta.url));
+export const DEMO_MODEL_PATH = demoModelPath;
 
 /** Options shared by `generate` and `chat`, in node:util parseArgs form. */
 export const MODEL_AND_SAMPLING_OPTIONS = {

@@ -69,7 +69,7 @@ export class BatchScheduler {
    * `logits: "all"`). Rejects with AbortError when its signal fires, with DisposedError after close().
    */
   submit(request: StepRequest): Promise<Float32Array> {
-    if (this.closed) return Promise.reject(new DisposedError("The model was disposed; load it again to generate."));
+    if (this.closed) return Promise.reject(new DisposedError("The model was disposed; load it again to use it."));
     if (request.tokens.length === 0 || request.tokens.length > this.maxBatchTokens) {
       return Promise.reject(
         new InternalError(`Step request of ${request.tokens.length} tokens; expected 1 to ${this.maxBatchTokens}.`),
@@ -87,7 +87,7 @@ export class BatchScheduler {
    */
   async runExclusive<T>(operation: () => T | Promise<T>): Promise<T> {
     while (this.running !== undefined) await this.running;
-    if (this.closed) throw new DisposedError("The model was disposed; load it again to generate.");
+    if (this.closed) throw new DisposedError("The model was disposed; load it again to use it.");
     const result = Promise.resolve().then(operation);
     this.running = result.then(
       () => undefined,
@@ -104,7 +104,7 @@ export class BatchScheduler {
     this.closed = true;
     const queued = this.queue;
     this.queue = [];
-    for (const pending of queued) pending.reject(new DisposedError("The model was disposed while this generation ran."));
+    for (const pending of queued) pending.reject(new DisposedError("The model was disposed while this call (a generation or evaluate) ran."));
     while (this.running !== undefined) await this.running;
   }
 
@@ -132,7 +132,7 @@ export class BatchScheduler {
     for (const pending of this.queue) {
       const { request } = pending;
       if (request.signal?.aborted) {
-        pending.reject(new AbortError("The generation was aborted."));
+        pending.reject(new AbortError("The call was aborted by its AbortSignal."));
         continue;
       }
       const fits = tokens + request.tokens.length <= this.maxBatchTokens;
@@ -211,7 +211,7 @@ export class BatchScheduler {
         pending.reject(truncateError instanceof GebError ? truncateError : error);
         continue;
       }
-      if (pending.request.signal?.aborted) pending.reject(new AbortError("The generation was aborted."));
+      if (pending.request.signal?.aborted) pending.reject(new AbortError("The call was aborted by its AbortSignal."));
       else retry.push(pending);
     }
     this.queue = [...retry, ...this.queue];

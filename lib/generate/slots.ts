@@ -29,8 +29,8 @@ export class SlotPool {
 
   /** Wait for a free slot. Rejects with AbortError if `signal` fires first, DisposedError after close(). */
   acquire(signal?: AbortSignal): Promise<number> {
-    if (this.closed) return Promise.reject(new DisposedError("The model was disposed; load it again to generate."));
-    if (signal?.aborted) return Promise.reject(new AbortError("The generation was aborted before it started."));
+    if (this.closed) return Promise.reject(new DisposedError("The model was disposed; load it again to use it."));
+    if (signal?.aborted) return Promise.reject(new AbortError("The call was aborted by its AbortSignal before it started."));
     const slot = this.free.shift();
     if (slot !== undefined) return Promise.resolve(slot);
     return new Promise((resolve, reject) => {
@@ -40,7 +40,7 @@ export class SlotPool {
         waiter.onAbort = () => {
           const index = this.waiters.indexOf(waiter);
           if (index >= 0) this.waiters.splice(index, 1);
-          reject(new AbortError("The generation was aborted while it waited for a free sequence slot."));
+          reject(new AbortError("The call was aborted by its AbortSignal while it waited for a free sequence slot."));
         };
         signal.addEventListener("abort", waiter.onAbort, { once: true });
       }
@@ -64,7 +64,7 @@ export class SlotPool {
     this.closed = true;
     for (const waiter of this.waiters.splice(0)) {
       if (waiter.onAbort !== undefined) waiter.signal?.removeEventListener("abort", waiter.onAbort);
-      waiter.reject(new DisposedError("The model was disposed while this generation waited for a sequence slot."));
+      waiter.reject(new DisposedError("The model was disposed while this call (a generation or evaluate) waited for a sequence slot."));
     }
   }
 }

@@ -77,7 +77,27 @@ export interface TokenizerConfig {
   chatTemplate?: string;
 }
 
-/** A loaded tokenizer. Create one with `loadTokenizer`. */
+/** Decoders for model output, by tokenizer; see `createModelOutputDecoder`. */
+const outputDecoders = new WeakMap<Tokenizer, () => DecodeState>();
+
+/**
+ * Creates a stream decoder for ids a model samples. A model's output can have more rows than
+ * the tokenizer has ids (GEB pads its vocabulary to a multiple of 64). Such padding ids have no
+ * text, and this decoder writes them as `<pad:ID>` where the public decoders throw.
+ * Not exported from the package.
+ *
+ * NOTE: the sampler does not mask padding rows, so a result's `tokens` can contain such an id,
+ * and `decode(result.tokens)` then throws.
+ */
+export function createModelOutputDecoder(tokenizer: Tokenizer): StreamDecoder {
+  const state = outputDecoders.get(tokenizer)!();
+  return {
+    push: (id: number) => state.push(id),
+    flush: () => state.flush(),
+  };
+}
+
+/** A loaded tokenizer. Create one with `loadTokenizer`. Frozen: its fields never change. */
 export class Tokenizer {
   /** Family of conventions this tokenizer follows. */
   readonly family: TokenizerFamily;
@@ -87,10 +107,13 @@ export class Tokenizer {
   readonly eosId?: number;
   readonly unkId?: number;
   readonly padId?: number;
-  /** Special tokens by text: GEB's nine chat tokens, or the control and user-defined pieces. */
-  readonly specialTokens: Record<string, number>;
-  /** Ids that end generation by default. */
-  readonly stopTokenIds: number[];
+  /**
+   * Special tokens by text: GEB's nine chat tokens, or the control and user-defined pieces.
+   * Frozen, because chat prompts are built from it.
+   */
+  readonly specialTokens: Readonly<Record<string, number>>;
+  /** Ids that end generation by default. Frozen: pass `stopTokens` to a call to change them. */
+  readonly stopTokenIds: readonly number[];
   /** The GGUF `tokenizer.chat_template`, when the file has one. */
   readonly chatTemplate?: string;
 
@@ -119,7 +142,7 @@ export class Tokenizer {
     if (config.unkId !== undefined) this.unkId = config.unkId;
     if (config.padId !== undefined) this.padId = config.padId;
     if (config.chatTemplate !== undefined) this.chatTemplate = config.chatTemplate;
-    this.stopTokenIds = [...config.stopTokenIds];
+    this.stopTokenIds = Object.freeze([...config.stopTokenIds]);
     this.promptPrefix = [...config.promptPrefix];
 
     const pieces = config.pieces;
@@ -152,19 +175,20 @@ export class Tokenizer {
     this.idsByPiece = isLlama ? mergeable : new Map([...mergeable, ...reserved]);
 
     // Special tokens and partition lists.
-    this.specialTokens = {};
+    const specialTokens: Record<string, number> = {};
     const userDefined: string[] = [];
     for (let id = 0; id < pieces.length; id++) {
       const type = types[id]!;
       if ((type === PieceType.CONTROL || type === PieceType.USER_DEFINED) && pieces[id]!.length > 0) {
-        if (config.extraSpecials === undefined) this.specialTokens[pieces[id]!] = id;
+        if (config.extraSpecials === undefined) specialTokens[pieces[id]!] = id;
         if (type === PieceType.USER_DEFINED) userDefined.push(pieces[id]!);
       }
     }
     for (const [name, id] of Object.entries(config.extraSpecials ?? {})) {
-      this.specialTokens[name] = id;
+      specialTokens[name] = id;
       this.extraById.set(id, name);
     }
+    this.specialTokens = Object.freeze(specialTokens);
     const byLengthDesc = (a: string, b: string): number => b.length - a.length;
     this.partitionAll = Object.keys(this.specialTokens).sort(byLengthDesc);
     // llama.cpp cuts user-defined tokens out of the text even when special tokens are not parsed.
@@ -195,6 +219,9 @@ export class Tokenizer {
       extraTokenText: (id) => extraById.get(id),
       isExtraSpecial: (id) => extraById.has(id),
     };
+    outputDecoders.set(this, () => new DecodeState(this.decoderVocabulary, false));
+    // Callers share this object with every generation of the model, so none may replace a field.
+    Object.freeze(this);
   }
 
   /**
@@ -237,10 +264,12 @@ export class Tokenizer {
   }
 
   /**
-   * Decodes ids to text as SentencePiece's DecodeIds does. GEB special ids are written as their
-   * text unless `skipSpecial`; ids at or past `vocabSize` (padding rows of a model's output) are
-   * written as `<pad:ID>`. Throws InvalidArgumentError when `ids` is not an array or holds
-   * an id that is not a non-negative integer, and for invalid options.
+   * Decodes ids to text as SentencePiece's DecodeIds does: control pieces of the vocabulary
+   * (`<s>`, `</s>`) decode to nothing. GEB's chat tokens (`[gMASK]`, `sop`, `<|user|>`...),
+   * which are numbered after the SentencePiece pieces, are written as their text unless
+   * `skipSpecial`, as ChatGLM3's tokenizer writes them. Throws InvalidArgumentError when `ids`
+   * is not an array or contains an id that is not an integer in [0, vocabSize), and for invalid
+   * options.
    */
   decode(ids: readonly number[] | Int32Array, options: DecodeOptions = {}): string {
     if (!Array.isArray(ids) && !(ids instanceof Int32Array)) {
@@ -267,10 +296,14 @@ export class Tokenizer {
     };
   }
 
-  /** Returns the piece text of an id (special tokens by name, padding rows as `<pad:ID>`). */
+  /**
+   * Returns the piece text of an id (special tokens by name). Throws InvalidArgumentError for an
+   * id outside [0, vocabSize).
+   */
   idToPiece(id: number): string {
     this.checkId(id);
     if (id < this.pieces.length) return this.pieces[id]!;
+    // Ids between the pieces and vocabSize that are no GEB chat token are gaps in the numbering.
     return this.extraById.get(id) ?? `<pad:${id}>`;
   }
 
@@ -289,8 +322,11 @@ export class Tokenizer {
   }
 
   private checkId(id: number): number {
-    if (!Number.isInteger(id) || id < 0) {
-      throw new InvalidArgumentError(`Invalid token id ${String(id)}: ids are non-negative integers.`, { received: id });
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+      throw new InvalidArgumentError(
+        `Invalid token id ${String(id)}: the vocabulary has ${this.vocabSize} ids, so ids are integers in [0, ${this.vocabSize - 1}].`,
+        { expected: `integer in [0, ${this.vocabSize - 1}]`, received: id },
+      );
     }
     return id;
   }
