@@ -170,8 +170,8 @@ describe("llama-family chat layouts", () => {
     for (const format of CHAT_FORMAT_NAMES.filter((name) => name !== "geb")) {
       for (const roles of orders) {
         const messages = roles.map((role, i) => ({ role, content: `text${i}` }));
-        const shown = tok.show(renderChat(format, messages, tok).ids);
-        for (const m of messages) expect(shown, `${format} ${roles.join("+")}`).toContain(m.content);
+        const promptText = tok.show(renderChat(format, messages, tok).ids);
+        for (const m of messages) expect(promptText, `${format} ${roles.join("+")}`).toContain(m.content);
       }
     }
   });

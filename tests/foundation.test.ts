@@ -254,18 +254,23 @@ describe("native error mapping", () => {
   });
 });
 
+/** Loads the addon afresh with GEB_CPU_BINARY set to `file`, and returns what binding() threw. */
+async function bindingErrorFor(file: string): Promise<unknown> {
+  process.env.GEB_CPU_BINARY = file;
+  vi.resetModules();
+  const fresh = await import("../lib/native.js");
+  try {
+    fresh.binding();
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
+
 describe("addon loader errors", () => {
   it("names the platform, each attempt and the fix", async () => {
     const missing = path.join(os.tmpdir(), `geb-cpu-missing-${process.pid}.node`);
-    process.env.GEB_CPU_BINARY = missing;
-    vi.resetModules();
-    const fresh = await import("../lib/native.js");
-    let caught: unknown;
-    try {
-      fresh.binding();
-    } catch (error) {
-      caught = error;
-    }
+    const caught = await bindingErrorFor(missing);
     expect((caught as GebError).code).toBe("ERR_GEB_NATIVE_LOAD");
     expect((caught as GebError).name).toBe("NativeLoadError");
     const message = (caught as Error).message;
@@ -305,15 +310,7 @@ describe("addon loader errors", () => {
         [disguised, `resolves to ${script}`],
         [folder, "not a regular file"],
       ] as const) {
-        process.env.GEB_CPU_BINARY = file;
-        vi.resetModules();
-        const fresh = await import("../lib/native.js");
-        let caught: unknown;
-        try {
-          fresh.binding();
-        } catch (error) {
-          caught = error;
-        }
+        const caught = await bindingErrorFor(file);
         expect((caught as GebError).code, file).toBe("ERR_GEB_NATIVE_LOAD");
         expect((caught as Error).message).toContain(reason);
         expect((caught as Error).message).toContain("Node-API addon file (geb_cpu.node) built for this package");

@@ -1,34 +1,17 @@
-// `geb-cpu inspect` on the files of a GEB checkpoint instead of its folder (it asks for the
-// folder, as loading does), and on GEB folders whose config.json is missing or has invalid values.
+// `geb-cpu inspect` on the files of a GEB checkpoint instead of its folder (its error names the
+// folder to pass, as loading does), and on GEB folders whose config.json is missing or invalid.
 
 import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 import { afterAll, describe, expect, it } from "vitest";
 
-import inspectCommand, { inspectModel } from "../lib/cli/inspect.js";
+import { inspectModel } from "../lib/cli/inspect.js";
 import { GEB_TINY_DIR } from "./fixtures.js";
-import { makeTempDir } from "./loader-helpers.js";
+import { makeTempDir, runInspect } from "./loader-helpers.js";
 
 const temp = makeTempDir("inspect-files");
 afterAll(() => temp.remove());
-
-/** Runs the command with stdout and stderr captured. */
-async function runInspect(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const out = process.stdout.write;
-  const err = process.stderr.write;
-  process.stdout.write = ((chunk: string) => ((stdout += chunk), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string) => ((stderr += chunk), true)) as typeof process.stderr.write;
-  try {
-    const code = await inspectCommand.run(argv);
-    return { code, stdout, stderr };
-  } finally {
-    process.stdout.write = out;
-    process.stderr.write = err;
-  }
-}
 
 /** Copies geb-tiny's model files into a new folder, with config.json changed by `edit`. */
 async function gebCopy(name: string, edit: (config: Record<string, unknown>) => Record<string, unknown> | undefined): Promise<string> {

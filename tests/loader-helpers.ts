@@ -1,5 +1,5 @@
-// Shared helpers of the loader tests: a tiny GEB config, temporary folders, byte patching and
-// assertions on typed errors.
+// Shared helpers of the loader tests: a tiny GEB config, temporary folders, byte patching,
+// assertions on typed errors and a captured run of `geb-cpu inspect`.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
@@ -8,6 +8,7 @@ import { join } from "node:path";
 
 import { expect } from "vitest";
 
+import inspectCommand from "../lib/cli/inspect.js";
 import { GebError } from "../lib/errors.js";
 
 /** A small GEB config (2 layers, GQA 4:2, head 16, vocab 128) whose rows suit every block type. */
@@ -57,4 +58,21 @@ export async function expectGebError(promise: Promise<unknown>, code: string, me
   expect(error.code).toBe(code);
   if (message !== undefined) expect(error.message).toMatch(message);
   return error;
+}
+
+/** Run the command with stdout and stderr captured. */
+export async function runInspect(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const out = process.stdout.write;
+  const err = process.stderr.write;
+  process.stdout.write = ((chunk: string) => ((stdout += chunk), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string) => ((stderr += chunk), true)) as typeof process.stderr.write;
+  try {
+    const code = await inspectCommand.run(argv);
+    return { code, stdout, stderr };
+  } finally {
+    process.stdout.write = out;
+    process.stderr.write = err;
+  }
 }

@@ -6,31 +6,14 @@ import { join } from "node:path";
 
 import { afterAll, describe, expect, it } from "vitest";
 
-import inspectCommand, { formatInspectReport, inspectModel } from "../lib/cli/inspect.js";
+import { formatInspectReport, inspectModel } from "../lib/cli/inspect.js";
 import { writeGguf } from "../lib/formats/gguf-writer.js";
 import { GEB_TINY_DIR, LLAMA_TINY_F16_GGUF, STORIES260K_GGUF, TOKENIZER_SUITES_DIR } from "./fixtures.js";
-import { makeTempDir, offsetOf, patchFile } from "./loader-helpers.js";
+import { makeTempDir, offsetOf, patchFile, runInspect } from "./loader-helpers.js";
 import { openModelFiles } from "../lib/model/load-plan.js";
 
 const temp = makeTempDir("inspect");
 afterAll(() => temp.remove());
-
-/** Run the command with stdout and stderr captured. */
-async function runInspect(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const out = process.stdout.write;
-  const err = process.stderr.write;
-  process.stdout.write = ((chunk: string) => ((stdout += chunk), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string) => ((stderr += chunk), true)) as typeof process.stderr.write;
-  try {
-    const code = await inspectCommand.run(argv);
-    return { code, stdout, stderr };
-  } finally {
-    process.stdout.write = out;
-    process.stderr.write = err;
-  }
-}
 
 describe("inspectModel", () => {
   it("summarizes llama-tiny-f16", async () => {

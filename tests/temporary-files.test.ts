@@ -72,6 +72,14 @@ async function plantFiles(folder: string, prefix: string): Promise<{ dead: strin
   return { dead, kept: [live, ...similar, directory, link] };
 }
 
+/** Checks that `folder` lost the dead writer's file and kept every other one, and returns its names. */
+async function expectOnlyLeftoverRemoved(folder: string, dead: string, kept: readonly string[]): Promise<string[]> {
+  const names = await readdir(folder);
+  expect(names).not.toContain(dead);
+  for (const name of kept) expect(names).toContain(name);
+  return names;
+}
+
 function isDeadPid(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -95,9 +103,7 @@ describe("leftover temporary files", () => {
     const result = await convertModel(GEB_TINY_DIR, output, { type: "f16" });
 
     expect(result.removedTemporaryFiles).toEqual([join(folder, dead)]);
-    const names = await readdir(folder);
-    expect(names).not.toContain(dead);
-    for (const name of kept) expect(names).toContain(name);
+    const names = await expectOnlyLeftoverRemoved(folder, dead, kept);
     expect(names).toContain(basename(output));
     expect(names.length).toBe(kept.length + 1);
   });
@@ -138,9 +144,7 @@ describe("leftover temporary files", () => {
 
     expect(second.reused).toBe(false);
     expect(second.removedTemporaryFiles).toEqual([join(cacheDir, dead)]);
-    const names = await readdir(cacheDir);
-    expect(names).not.toContain(dead);
-    for (const name of kept) expect(names).toContain(name);
+    const names = await expectOnlyLeftoverRemoved(cacheDir, dead, kept);
     expect(names).toContain(basename(cacheFile));
   });
 
@@ -154,9 +158,7 @@ describe("leftover temporary files", () => {
     const second = await quantizePlan(plan, { weightType: "q4_0", cacheDir });
     expect(second.reused).toBe(true);
     expect(second.removedTemporaryFiles).toEqual([join(cacheDir, dead)]);
-    const names = await readdir(cacheDir);
-    expect(names).not.toContain(dead);
-    for (const name of kept) expect(names).toContain(name);
+    const names = await expectOnlyLeftoverRemoved(cacheDir, dead, kept);
     expect(names).toContain(basename(first.cacheFile!));
 
     const third = await quantizePlan(plan, { weightType: "q4_0", cacheDir });
